@@ -1,0 +1,285 @@
+//! The `secsock` command: a secured echo server, a client, and a query tool, like
+//! `openssl s_server` / `s_client`, on the secsock platform.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use secsock::{
+    Domain, PeerTargetName, Platform, SecureSocket, SecureStream, SecurityInfo, SecuritySettings,
+};
+
+/// Secure socket extensions for Linux: secured TCP connections with named, proven peers.
+#[derive(Parser)]
+#[command(name = "secsock", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a secured echo server: every byte received is sent back.
+    Serve(ServeArgs),
+    /// Connect to a secured server: standard input is sent, what comes back is printed.
+    Connect(ConnectArgs),
+    /// Connect, print what protects the connection and who the peer proved to be, close.
+    Query(QueryArgs),
+}
+
+#[derive(Args)]
+struct PolicyArg {
+    /// The policy file (default: $SECSOCK_POLICY, then ~/.config/secsock/policy.toml,
+    /// then /etc/secsock/policy.toml).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    policy: PolicyArg,
+    /// Address to listen on, e.g. 127.0.0.1:27015 or [::]:27015.
+    #[arg(long, value_name = "ADDR")]
+    listen: String,
+    /// Print each connection's security information as one JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ConnectArgs {
+    #[command(flatten)]
+    policy: PolicyArg,
+    /// The principal the server must prove: host/server.example.test, server.example.test,
+    /// 192.0.2.1, spiffe://example.test/service, ...
+    #[arg(long, value_name = "NAME")]
+    peer_name: String,
+    /// The server's address (host:port).
+    addr: String,
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    #[command(flatten)]
+    policy: PolicyArg,
+    /// The principal the server must prove.
+    #[arg(long, value_name = "NAME")]
+    peer_name: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The server's address (host:port).
+    addr: String,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SECSOCK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Connect(args) => connect(args),
+        Command::Query(args) => query(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("secsock: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn platform(arg: &PolicyArg) -> Result<Arc<Platform>> {
+    Ok(match &arg.policy {
+        Some(path) => Platform::load(path)?,
+        None => Platform::discover()?,
+    })
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr> {
+    addr.to_socket_addrs()
+        .with_context(|| format!("cannot resolve address `{addr}`"))?
+        .next()
+        .ok_or_else(|| anyhow!("address `{addr}` resolves to nothing"))
+}
+
+fn domain_of(addr: &SocketAddr) -> Domain {
+    if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    }
+}
+
+fn proven_names(info: &SecurityInfo) -> String {
+    match &info.peer_machine {
+        Some(id) if !id.names.is_empty() => id
+            .names
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        Some(_) => "(no principal names)".to_string(),
+        None => "(unauthenticated)".to_string(),
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let platform = platform(&args.policy)?;
+    let addr = resolve(&args.listen)?;
+    let mut socket = SecureSocket::with_platform(domain_of(&addr), platform)?;
+    socket.set_security(&SecuritySettings::new())?;
+    socket
+        .bind(addr)
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = socket.listen(1024)?;
+    eprintln!("secsock: listening on {}", listener.local_addr()?);
+    let json = args.json;
+    loop {
+        let pending = match listener.accept_pending() {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("secsock: accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        std::thread::spawn(move || {
+            let peer = pending.peer_addr();
+            match pending.handshake() {
+                Ok(stream) => {
+                    let info = stream.query_security();
+                    if json {
+                        let mut value = serde_json::to_value(&info).unwrap_or_default();
+                        if let Some(map) = value.as_object_mut() {
+                            map.insert("peer_address".into(), peer.to_string().into());
+                        }
+                        println!("{value}");
+                    } else {
+                        println!("{peer} secured: {}", proven_names(&info));
+                    }
+                    let _ = io::stdout().flush();
+                    if let Err(e) = echo(stream) {
+                        eprintln!("secsock: {peer}: {e}");
+                    }
+                }
+                Err(e) => eprintln!("secsock: {peer}: refused: {e}"),
+            }
+        });
+    }
+}
+
+/// Echoes until the peer's close_notify, then closes cleanly.
+fn echo(mut stream: SecureStream) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return stream.close();
+        }
+        stream.write_all(&buf[..n])?;
+    }
+}
+
+fn connect_to(policy: &PolicyArg, peer_name: &str, addr: &str) -> Result<SecureStream> {
+    let platform = platform(policy)?;
+    let target = PeerTargetName::parse(peer_name).context("--peer-name")?;
+    let addr = resolve(addr)?;
+    let mut socket = SecureSocket::with_platform(domain_of(&addr), platform)?;
+    socket.set_security(&SecuritySettings::new())?;
+    socket.set_peer_target_name(target)?;
+    socket
+        .connect(addr)
+        .with_context(|| format!("cannot secure a connection to {addr}"))
+}
+
+fn connect(args: ConnectArgs) -> Result<()> {
+    let mut stream = connect_to(&args.policy, &args.peer_name, &args.addr)?;
+    // Standard input is read on its own thread; the connection is served here, reading
+    // with a short timeout so that sending and receiving interleave.
+    let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
+    std::thread::spawn(move || {
+        let mut stdin = io::stdin().lock();
+        loop {
+            let mut chunk = vec![0u8; 16 * 1024];
+            match stdin.read(&mut chunk) {
+                Ok(0) => {
+                    let _ = tx.send(Ok(Vec::new()));
+                    return;
+                }
+                Ok(n) => {
+                    chunk.truncate(n);
+                    if tx.send(Ok(chunk)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    stream.set_read_timeout(Some(Duration::from_millis(2)))?;
+    let mut stdout = io::stdout().lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut input_done = false;
+    loop {
+        if !input_done {
+            match rx.recv_timeout(Duration::from_millis(2)) {
+                Ok(Ok(chunk)) if chunk.is_empty() => {
+                    stream.shutdown(Shutdown::Write)?;
+                    input_done = true;
+                }
+                Ok(Ok(chunk)) => stream.write_all(&chunk).context("sending")?,
+                Ok(Err(e)) => bail!("reading standard input: {e}"),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => bail!("standard input reader stopped"),
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => stdout.write_all(&buf[..n])?,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(anyhow!(e).context("receiving")),
+        }
+    }
+    stdout.flush()?;
+    if !input_done {
+        // The server finished first; say we are done too.
+        stream.shutdown(Shutdown::Write)?;
+    }
+    stream.close()?;
+    Ok(())
+}
+
+fn query(args: QueryArgs) -> Result<()> {
+    let stream = connect_to(&args.policy, &args.peer_name, &args.addr)?;
+    let info = stream.query_security();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+    } else {
+        println!("connected to {} ({})", stream.peer_addr(), args.peer_name);
+        print!("{info}");
+    }
+    stream.close()?;
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! The core shared by every front end: one TLS connection with secsock's rules around it.
+//!
+//! A `Session` owns the rustls connection and knows, for its side, what must be true
+//! before the connection may carry application data: the handshake completed, a resumed
+//! session's stored chain still validates against the current anchors and target name,
+//! and (client) the peer proved the target name or the mismatch was explicitly tolerated.
+//! It turns rustls failures into [`NegotiationError`]s and builds the [`SecurityInfo`].
+//! It does no I/O: the blocking and async front ends move the bytes.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rustls::{ClientConnection, Connection, HandshakeKind, ServerConnection};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use crate::error::{Error, NegotiationError, Peer};
+use crate::info::{Id128, InfoFlags, KeyExchange, PeerIdentity, ProofMethod, SecurityInfo};
+use crate::name::{CertificateNames, PeerTargetName};
+use crate::tls::{ConnectionTickets, CryptoContext};
+use crate::verify::{negotiation_error_from_tls, ServerIdentityVerifier, Usage};
+
+/// What only the client side keeps.
+struct ClientSide {
+    target: Option<PeerTargetName>,
+    target_key: String,
+    optional_name: bool,
+    tickets: Arc<ConnectionTickets>,
+}
+
+pub(crate) struct Session {
+    pub(crate) conn: Connection,
+    ctx: Arc<CryptoContext>,
+    /// The other side of the connection.
+    peer: Peer,
+    client: Option<ClientSide>,
+    /// Server side: the session id offered to tickets (replaced by the original one when
+    /// the client resumes).
+    server_session_id: u128,
+    resumption_seen: bool,
+    connection_id: u128,
+    rekey: Rekey,
+}
+
+/// When to send a TLS KeyUpdate (the crypto policy's `rekey_after`).
+struct Rekey {
+    bytes_limit: Option<u64>,
+    time_limit: Option<Duration>,
+    bytes: u64,
+    since: Instant,
+}
+
+impl Session {
+    /// A client session expecting `target` (or any peer proven under the anchors).
+    pub(crate) fn client(
+        ctx: Arc<CryptoContext>,
+        target: Option<PeerTargetName>,
+        optional_name: bool,
+        peer_ip: IpAddr,
+    ) -> Result<Self, Error> {
+        let target_key = match &target {
+            None => "any".to_string(),
+            Some(t) => format!(
+                "{}{}:{}",
+                if t.is_raw() { "raw" } else { "name" },
+                if optional_name { "/optional" } else { "" },
+                t.as_str()
+            ),
+        };
+        let sni = target
+            .as_ref()
+            .and_then(|t| t.sni_host())
+            .and_then(|h| ServerName::try_from(h.to_string()).ok());
+        let verifier = || ServerIdentityVerifier {
+            validator: ctx.validator.clone(),
+            target: target.clone(),
+            optional_name,
+        };
+        let (config, tickets) = ctx.client_config(&target_key, verifier, sni.is_some());
+        tickets.session.set(ctx.random_id());
+        let server_name = sni.unwrap_or(ServerName::IpAddress(peer_ip.into()));
+        let conn = ClientConnection::new(config, server_name).map_err(|e| Error::Config {
+            policy: ctx.policy.name.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self::with(
+            Connection::Client(conn),
+            ctx,
+            Peer::Server,
+            Some(ClientSide {
+                target,
+                target_key,
+                optional_name,
+                tickets,
+            }),
+        ))
+    }
+
+    /// A server session for one accepted connection.
+    pub(crate) fn server(ctx: Arc<CryptoContext>) -> Result<Self, Error> {
+        let mut conn = ServerConnection::new(ctx.server.clone()).map_err(|e| Error::Config {
+            policy: ctx.policy.name.clone(),
+            reason: e.to_string(),
+        })?;
+        let session_id = ctx.random_id();
+        conn.set_resumption_data(&session_id.to_be_bytes());
+        let mut session = Self::with(Connection::Server(conn), ctx, Peer::Client, None);
+        session.server_session_id = session_id;
+        Ok(session)
+    }
+
+    fn with(
+        conn: Connection,
+        ctx: Arc<CryptoContext>,
+        peer: Peer,
+        client: Option<ClientSide>,
+    ) -> Self {
+        let connection_id = ctx.random_id();
+        let rekey = Rekey {
+            bytes_limit: ctx.policy.rekey_after.bytes,
+            time_limit: ctx.policy.rekey_after.time,
+            bytes: 0,
+            since: Instant::now(),
+        };
+        Self {
+            conn,
+            ctx,
+            peer,
+            client,
+            server_session_id: 0,
+            resumption_seen: false,
+            connection_id,
+            rekey,
+        }
+    }
+
+    /// The other side.
+    pub(crate) fn peer(&self) -> Peer {
+        self.peer
+    }
+
+    /// The policy's handshake timeout.
+    pub(crate) fn handshake_timeout(&self) -> Duration {
+        self.ctx.handshake_timeout
+    }
+
+    /// To be called after every `process_new_packets` during the handshake. On the server,
+    /// a resumed session keeps its original session id, also in the tickets this
+    /// connection will issue (they are sent when the client's Finished arrives, a later
+    /// flight than the ClientHello that carried the ticket).
+    pub(crate) fn after_packets(&mut self) {
+        if self.resumption_seen {
+            return;
+        }
+        if let Connection::Server(conn) = &mut self.conn {
+            if let Some(data) = conn.received_resumption_data() {
+                if let Ok(bytes) = <[u8; 16]>::try_from(data) {
+                    self.server_session_id = u128::from_be_bytes(bytes);
+                    conn.set_resumption_data(&bytes);
+                }
+                self.resumption_seen = true;
+            }
+        }
+    }
+
+    /// The reason a failed handshake gives the caller.
+    pub(crate) fn failure(&self, error: &rustls::Error) -> NegotiationError {
+        negotiation_error_from_tls(error, self.peer)
+    }
+
+    /// Checks what rustls does not check on resumption, settles the ids, and describes the
+    /// connection. Called once, when the handshake has completed.
+    pub(crate) fn complete(&mut self) -> Result<SecurityInfo, NegotiationError> {
+        let resumed = self.conn.handshake_kind() == Some(HandshakeKind::Resumed);
+        let chain: Vec<CertificateDer<'static>> = self
+            .conn
+            .peer_certificates()
+            .map(|c| c.to_vec())
+            .unwrap_or_default();
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err(NegotiationError::PeerSentNoCertificate);
+        };
+        let names =
+            CertificateNames::from_der(leaf).map_err(|e| NegotiationError::UntrustedChain {
+                peer: self.peer,
+                reason: format!("its certificate cannot be parsed: {e}"),
+            })?;
+
+        let mut negotiation_error = None;
+        let session_id = match &self.client {
+            Some(client) => {
+                // The verifier checked the name on a full handshake; a resumed one skipped the
+                // verifier, and a tolerated mismatch is reported, so check it here either way.
+                let mismatch = match &client.target {
+                    Some(target) if !target.is_proven_by(&names) => {
+                        Some(NegotiationError::PeerNameMismatch {
+                            expected: target.as_str().to_string(),
+                            presented: names.presented(),
+                        })
+                    }
+                    _ => None,
+                };
+                let recheck = if resumed {
+                    // rustls restored the chain stored with the ticket without verifying it:
+                    // it may have expired, or the anchors or CRLs changed since.
+                    self.revalidate(leaf, intermediates, Usage::ServerAuth)
+                        .and(match &mismatch {
+                            Some(m) if !client.optional_name => Err(m.clone()),
+                            _ => Ok(()),
+                        })
+                } else {
+                    Ok(())
+                };
+                if let Err(e) = recheck {
+                    self.ctx.forget_tickets(&client.target_key);
+                    return Err(e);
+                }
+                negotiation_error = mismatch;
+                let id = match (resumed, client.tickets.offered_session()) {
+                    (true, Some(original)) => original,
+                    _ => client.tickets.session.get(),
+                };
+                client.tickets.session.set(id);
+                id
+            }
+            None => {
+                if resumed {
+                    self.revalidate(leaf, intermediates, Usage::ClientAuth)?;
+                }
+                self.server_session_id
+            }
+        };
+
+        let peer_machine = identity(
+            &chain,
+            &names,
+            if resumed {
+                ProofMethod::ResumedSession
+            } else {
+                ProofMethod::Certificate
+            },
+        );
+        Ok(SecurityInfo {
+            flags: InfoFlags::SECURED | InfoFlags::ENCRYPTED,
+            peer_machine: Some(peer_machine),
+            peer_application: None,
+            protocol_version: self.conn.protocol_version().map(|v| match v {
+                rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
+                other => format!("{other:?}"),
+            }),
+            cipher_suite: self.conn.negotiated_cipher_suite().map(|s| {
+                let suite = s.suite();
+                suite
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("{suite:?}"))
+            }),
+            key_exchange_group: self.conn.negotiated_key_exchange_group().map(|g| {
+                let name = format!("{:?}", g.name());
+                KeyExchange {
+                    post_quantum: name.to_ascii_uppercase().contains("MLKEM"),
+                    name,
+                }
+            }),
+            resumed,
+            alpn: self.conn.alpn_protocol().map(<[u8]>::to_vec),
+            session_id: Some(Id128(session_id)),
+            connection_id: Some(Id128(self.connection_id)),
+            negotiation_error,
+        })
+    }
+
+    fn revalidate(
+        &self,
+        leaf: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        usage: Usage,
+    ) -> Result<(), NegotiationError> {
+        self.ctx
+            .validator
+            .validate(leaf, intermediates, UnixTime::now(), usage)
+            .map_err(|e| negotiation_error_from_tls(&e, self.peer))
+    }
+
+    /// Counts application bytes sent and starts a KeyUpdate when the policy's
+    /// `rekey_after` limit is reached.
+    pub(crate) fn note_sent(&mut self, bytes: usize) {
+        self.rekey.bytes = self.rekey.bytes.saturating_add(bytes as u64);
+        let by_bytes = self
+            .rekey
+            .bytes_limit
+            .is_some_and(|limit| self.rekey.bytes >= limit);
+        let by_time = self
+            .rekey
+            .time_limit
+            .is_some_and(|limit| self.rekey.since.elapsed() >= limit);
+        if by_bytes || by_time {
+            match self.conn.refresh_traffic_keys() {
+                Ok(()) => tracing::debug!(
+                    bytes = self.rekey.bytes,
+                    "sent TLS KeyUpdate (policy rekey_after)"
+                ),
+                Err(e) => tracing::warn!("cannot update traffic keys: {e}"),
+            }
+            self.rekey.bytes = 0;
+            self.rekey.since = Instant::now();
+        }
+    }
+}
+
+/// The peer identity a chain proves.
+fn identity(
+    chain: &[CertificateDer<'static>],
+    names: &CertificateNames,
+    proven_by: ProofMethod,
+) -> PeerIdentity {
+    let (not_before, not_after, subject) = chain
+        .first()
+        .and_then(|leaf| x509_parser::parse_x509_certificate(leaf).ok())
+        .map(|(_, cert)| {
+            let validity = cert.validity();
+            (
+                system_time(validity.not_before.timestamp()),
+                system_time(validity.not_after.timestamp()),
+                cert.subject().to_string(),
+            )
+        })
+        .unwrap_or((UNIX_EPOCH, UNIX_EPOCH, String::new()));
+    PeerIdentity {
+        names: names.proven(),
+        chain: chain.to_vec(),
+        not_before,
+        not_after,
+        subject,
+        proven_by,
+    }
+}
+
+fn system_time(unix: i64) -> SystemTime {
+    if unix >= 0 {
+        UNIX_EPOCH + Duration::from_secs(unix as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(unix.unsigned_abs())
+    }
+}

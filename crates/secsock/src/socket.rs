@@ -1,0 +1,304 @@
+//! A TCP socket that security can be turned on for, before it connects or listens: the
+//! Windows sequence `WSASocket` → `WSASetSocketSecurity` → `WSASetSocketPeerTargetName` →
+//! `WSAConnect` (or `bind` → `listen`).
+//!
+//! The rules of that sequence are enforced at run time with errors that name them
+//! ([`UsageError`]): security is set once, before bind or connect; the peer target name
+//! before connect; connect and listen need security.
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::Arc;
+use std::time::Instant;
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::error::{Error, UsageError};
+use crate::listener::SecureListener;
+use crate::name::PeerTargetName;
+use crate::platform::Platform;
+use crate::session::Session;
+use crate::settings::SecuritySettings;
+use crate::stream::SecureStream;
+use crate::tls::CryptoContext;
+
+/// Security turned on: the settings and the crypto they resolved to.
+#[derive(Clone, Debug)]
+pub(crate) struct Secured {
+    pub settings: SecuritySettings,
+    pub ctx: Arc<CryptoContext>,
+}
+
+/// An unconnected TCP socket on which security can be turned on.
+///
+/// ```no_run
+/// use secsock::{Domain, PeerTargetName, SecureSocket, SecuritySettings};
+/// # fn main() -> Result<(), secsock::Error> {
+/// let mut socket = SecureSocket::new(Domain::IPV6)?;
+/// socket.set_security(&SecuritySettings::new())?;
+/// socket.set_peer_target_name(PeerTargetName::parse("spiffe://example.test/db")?)?;
+/// let stream = socket.connect("[::1]:5432".parse().unwrap())?;
+/// # Ok(()) }
+/// ```
+pub struct SecureSocket {
+    socket: Socket,
+    family: &'static str,
+    platform: Option<Arc<Platform>>,
+    secured: Option<Secured>,
+    target: Option<PeerTargetName>,
+}
+
+impl std::fmt::Debug for SecureSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureSocket")
+            .field("family", &self.family)
+            .field("settings", &self.secured.as_ref().map(|s| &s.settings))
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+fn family_name(domain: Domain) -> Option<&'static str> {
+    if domain == Domain::IPV4 {
+        Some("IPv4")
+    } else if domain == Domain::IPV6 {
+        Some("IPv6")
+    } else {
+        None
+    }
+}
+
+impl SecureSocket {
+    /// A new TCP socket of `domain` (IPv4 or IPv6) using the process-wide
+    /// [`Platform::global`] (the discovered policy), loaded when security is turned on.
+    pub fn new(domain: Domain) -> Result<Self, Error> {
+        Self::create(domain, None)
+    }
+
+    /// A new TCP socket of `domain` that uses `platform` (an explicitly loaded policy).
+    pub fn with_platform(domain: Domain, platform: Arc<Platform>) -> Result<Self, Error> {
+        Self::create(domain, Some(platform))
+    }
+
+    fn create(domain: Domain, platform: Option<Arc<Platform>>) -> Result<Self, Error> {
+        let family = family_name(domain).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "secured sockets are IPv4 or IPv6 (WSAEAFNOSUPPORT)",
+            )
+        })?;
+        let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+        Ok(Self {
+            socket,
+            family,
+            platform,
+            secured: None,
+            target: None,
+        })
+    }
+
+    /// Takes an ordinary TCP socket made elsewhere, to turn security on for it. The rules
+    /// still apply: if it is already bound or connected, `set_security` says so.
+    pub fn from_socket(socket: Socket, platform: Option<Arc<Platform>>) -> Result<Self, Error> {
+        let family = family_name(socket.domain()?).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "secured sockets are IPv4 or IPv6 (WSAEAFNOSUPPORT)",
+            )
+        })?;
+        if socket.r#type()? != Type::STREAM {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "secured sockets are TCP stream sockets (WSAEINVAL)",
+            )
+            .into());
+        }
+        Ok(Self {
+            socket,
+            family,
+            platform,
+            secured: None,
+            target: None,
+        })
+    }
+
+    fn connected_to(&self) -> Option<SocketAddr> {
+        self.socket.peer_addr().ok().and_then(|a| a.as_socket())
+    }
+
+    fn bound_to(&self) -> Option<SocketAddr> {
+        self.socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .filter(|a| a.port() != 0)
+    }
+
+    /// Turns security on (`WSASetSocketSecurity`). Once per socket, before bind or connect.
+    /// The settings are validated, and their crypto policy key must name a crypto policy
+    /// of the policy file.
+    pub fn set_security(&mut self, settings: &SecuritySettings) -> Result<(), Error> {
+        if self.secured.is_some() {
+            return Err(UsageError::AlreadyConfigured.into());
+        }
+        if self.connected_to().is_some() {
+            return Err(UsageError::AlreadyConnected {
+                call: "set_security",
+            }
+            .into());
+        }
+        if let Some(addr) = self.bound_to() {
+            return Err(UsageError::AlreadyBound {
+                call: "set_security",
+                addr: addr.to_string(),
+            }
+            .into());
+        }
+        settings.validate()?;
+        let platform = match &self.platform {
+            Some(p) => p.clone(),
+            None => Platform::global()?,
+        };
+        let ctx = platform.context(settings.crypto_policy.as_ref())?;
+        self.secured = Some(Secured {
+            settings: settings.clone(),
+            ctx,
+        });
+        Ok(())
+    }
+
+    /// Names the peer the connection must prove (`WSASetSocketPeerTargetName`). Before
+    /// connect; may be replaced until then. With `PEER_NAME_IS_RAW_FORMAT` in the settings
+    /// the name's text is compared raw.
+    pub fn set_peer_target_name(&mut self, name: PeerTargetName) -> Result<(), Error> {
+        if self.connected_to().is_some() {
+            return Err(UsageError::AlreadyConnected {
+                call: "set_peer_target_name",
+            }
+            .into());
+        }
+        self.target = Some(name);
+        Ok(())
+    }
+
+    /// The peer target name set so far.
+    pub fn peer_target_name(&self) -> Option<&PeerTargetName> {
+        self.target.as_ref()
+    }
+
+    /// The settings, once security is on.
+    pub fn security_settings(&self) -> Option<&SecuritySettings> {
+        self.secured.as_ref().map(|s| &s.settings)
+    }
+
+    fn check_family(&self, call: &'static str, addr: SocketAddr) -> Result<(), Error> {
+        let matches = match addr {
+            SocketAddr::V4(_) => self.family == "IPv4",
+            SocketAddr::V6(_) => self.family == "IPv6",
+        };
+        if matches {
+            Ok(())
+        } else {
+            Err(UsageError::WrongFamily {
+                call,
+                addr: addr.to_string(),
+                family: self.family,
+            }
+            .into())
+        }
+    }
+
+    /// Binds a local address. `SO_REUSEADDR` is set (a restarted server can bind while old
+    /// connections linger in TIME_WAIT); `SO_REUSEPORT` never is, so no other socket can
+    /// share a secured port.
+    pub fn bind(&mut self, addr: SocketAddr) -> Result<(), Error> {
+        self.check_family("bind", addr)?;
+        self.socket.set_reuse_address(true)?;
+        self.socket.bind(&SockAddr::from(addr))?;
+        Ok(())
+    }
+
+    /// The local address, once bound or connected.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))
+    }
+
+    /// Starts listening; accepted connections inherit this socket's security settings.
+    pub fn listen(self, backlog: i32) -> Result<SecureListener, Error> {
+        let secured = self
+            .secured
+            .ok_or(UsageError::NotConfigured { call: "listen" })?;
+        if self
+            .socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .is_none_or(|a| a.port() == 0)
+        {
+            return Err(UsageError::NotBound.into());
+        }
+        self.socket.listen(backlog)?;
+        Ok(SecureListener::new(self.socket.into(), secured))
+    }
+
+    /// Connects and secures the connection (`WSAConnect`): the TCP connection and the
+    /// handshake together must complete within the policy's handshake timeout. On success
+    /// the peer has proven the target name (or, with optional name verification, the
+    /// mismatch is reported by the query); on failure nothing of the application's has
+    /// been sent.
+    pub fn connect(self, addr: SocketAddr) -> Result<SecureStream, Error> {
+        if self.connected_to().is_some() {
+            return Err(UsageError::AlreadyConnected { call: "connect" }.into());
+        }
+        self.check_family("connect", addr)?;
+        let secured = self
+            .secured
+            .ok_or(UsageError::NotConfigured { call: "connect" })?;
+        let started = Instant::now();
+        let timeout = secured.ctx.handshake_timeout;
+        self.socket
+            .connect_timeout(&SockAddr::from(addr), timeout)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut {
+                    Error::Io(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("connecting to {addr} timed out after {timeout:?}"),
+                    ))
+                } else {
+                    Error::Io(e)
+                }
+            })?;
+        let settings = &secured.settings;
+        let target = self.target.map(|t| {
+            if settings.raw_peer_name() {
+                t.to_raw()
+            } else {
+                t
+            }
+        });
+        let session = Session::client(
+            secured.ctx.clone(),
+            target,
+            settings.optional_name_verification(),
+            addr.ip(),
+        )?;
+        let stream: TcpStream = self.socket.into();
+        SecureStream::handshake(stream, session, started)
+    }
+}
+
+impl AsFd for SecureSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+impl AsRawFd for SecureSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+}

@@ -1,0 +1,273 @@
+//! A secured, connected TCP stream (blocking): what a Windows program gets back from
+//! `WSAConnect`/`WSAAccept` on a socket with security turned on.
+//!
+//! [`SecureStream`] implements [`Read`] and [`Write`]; the handshake has already completed
+//! and been checked when one exists. Reads end in `Ok(0)` only after the peer's
+//! close_notify: a connection that ends without one is reported as an error (possible
+//! truncation), never as a clean end of data. [`SecureStream::close`] sends close_notify
+//! after everything written so far and waits (briefly) for the peer to finish, so nothing
+//! written before a clean close is lost.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, NegotiationError};
+use crate::info::SecurityInfo;
+use crate::session::Session;
+
+/// A secured TCP connection.
+pub struct SecureStream {
+    socket: TcpStream,
+    session: Session,
+    info: SecurityInfo,
+    peer_addr: SocketAddr,
+    write_closed: bool,
+}
+
+impl std::fmt::Debug for SecureStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureStream")
+            .field("peer_addr", &self.peer_addr)
+            .field("flags", &self.info.flags)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Maps an I/O failure during the handshake.
+fn handshake_io_error(e: io::Error, session: &Session, timeout: Duration) -> Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            NegotiationError::Timeout { after: timeout }.into()
+        }
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => NegotiationError::PeerClosed {
+            peer: session.peer(),
+        }
+        .into(),
+        _ => Error::Io(e),
+    }
+}
+
+impl SecureStream {
+    /// Runs the handshake on a connected socket, within the policy's handshake timeout
+    /// counted from `started`.
+    pub(crate) fn handshake(
+        socket: TcpStream,
+        mut session: Session,
+        started: Instant,
+    ) -> Result<Self, Error> {
+        let timeout = session.handshake_timeout();
+        let deadline = started + timeout;
+        let peer_addr = socket.peer_addr()?;
+        // Records are written whole; Nagle would only delay the last flight.
+        socket.set_nodelay(true)?;
+        let remaining = |now: Instant| {
+            deadline
+                .checked_duration_since(now)
+                .filter(|d| !d.is_zero())
+        };
+        let mut io = &socket;
+        loop {
+            while session.conn.wants_write() {
+                let left = remaining(Instant::now())
+                    .ok_or(NegotiationError::Timeout { after: timeout })?;
+                socket.set_write_timeout(Some(left))?;
+                session
+                    .conn
+                    .write_tls(&mut io)
+                    .map_err(|e| handshake_io_error(e, &session, timeout))?;
+            }
+            if !session.conn.is_handshaking() {
+                break;
+            }
+            let left =
+                remaining(Instant::now()).ok_or(NegotiationError::Timeout { after: timeout })?;
+            socket.set_read_timeout(Some(left))?;
+            let read = session
+                .conn
+                .read_tls(&mut io)
+                .map_err(|e| handshake_io_error(e, &session, timeout))?;
+            if read == 0 {
+                return Err(NegotiationError::PeerClosed {
+                    peer: session.peer(),
+                }
+                .into());
+            }
+            if let Err(e) = session.conn.process_new_packets() {
+                // Tell the peer why (rustls queued an alert), best effort.
+                let _ = socket.set_write_timeout(Some(Duration::from_millis(200)));
+                let _ = session.conn.write_tls(&mut io);
+                return Err(session.failure(&e).into());
+            }
+            session.after_packets();
+        }
+        let info = session.complete()?;
+        socket.set_read_timeout(None)?;
+        socket.set_write_timeout(None)?;
+        Ok(Self {
+            socket,
+            session,
+            info,
+            peer_addr,
+            write_closed: false,
+        })
+    }
+
+    /// What protects this connection and who the peer proved to be
+    /// (`WSAQuerySocketSecurity`).
+    pub fn query_security(&self) -> SecurityInfo {
+        self.info.clone()
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Timeout for each read (None: block).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.socket.set_read_timeout(timeout)
+    }
+
+    /// Timeout for each write (None: block).
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.socket.set_write_timeout(timeout)
+    }
+
+    /// Writes every queued TLS record to the socket.
+    fn flush_tls(&mut self) -> io::Result<()> {
+        let mut io = &self.socket;
+        while self.session.conn.wants_write() {
+            self.session.conn.write_tls(&mut io)?;
+        }
+        Ok(())
+    }
+
+    /// Shuts down reading, writing or both. Shutting down writing sends close_notify after
+    /// everything written so far, then a TCP FIN: the peer reads a clean end of data.
+    pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
+        if matches!(how, Shutdown::Write | Shutdown::Both) && !self.write_closed {
+            self.session.conn.send_close_notify();
+            self.flush_tls()?;
+            self.write_closed = true;
+        }
+        match self.socket.shutdown(how) {
+            // Shutting down a connection the peer already closed is not an error here.
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Closes the connection cleanly (`closesocket`): sends close_notify after all written
+    /// data, then waits until the peer closes too (at most the policy's handshake timeout),
+    /// so that closing cannot make the kernel reset the connection and discard data still
+    /// in flight. Data the peer sends meanwhile is discarded.
+    pub fn close(mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)?;
+        let deadline = Instant::now() + self.session.handshake_timeout();
+        let mut scratch = [0u8; 4096];
+        while let Some(left) = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+        {
+            self.socket.set_read_timeout(Some(left))?;
+            match self.socket.read(&mut scratch) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn protocol_error(&self, e: &rustls::Error) -> io::Error {
+        match e {
+            rustls::Error::AlertReceived(_) | rustls::Error::InvalidCertificate(_) => {
+                io::Error::new(io::ErrorKind::PermissionDenied, self.session.failure(e))
+            }
+            _ => io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("TLS error from the {}: {e}", self.session.peer()),
+            ),
+        }
+    }
+}
+
+/// The error for a connection that ended without close_notify.
+pub(crate) fn truncation_error(peer: crate::error::Peer) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("the {peer} closed the connection without close_notify: the data may have been truncated"),
+    )
+}
+
+impl Read for SecureStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            match self.session.conn.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Err(truncation_error(self.session.peer()))
+                }
+                Err(e) => return Err(e),
+            }
+            let mut io = &self.socket;
+            self.session.conn.read_tls(&mut io)?;
+            if let Err(e) = self.session.conn.process_new_packets() {
+                let _ = self.flush_tls();
+                return Err(self.protocol_error(&e));
+            }
+            // Answer what the peer asked for (KeyUpdate), if anything.
+            self.flush_tls()?;
+        }
+    }
+}
+
+impl Write for SecureStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        if self.write_closed {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "write after shutdown: close_notify was already sent",
+            ));
+        }
+        let n = self.session.conn.writer().write_vectored(bufs)?;
+        self.session.note_sent(n);
+        self.flush_tls()?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_tls()?;
+        self.socket.flush()
+    }
+}
+
+impl AsFd for SecureStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+impl AsRawFd for SecureStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+}

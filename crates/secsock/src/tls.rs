@@ -1,0 +1,341 @@
+//! Turns a crypto policy and the machine identity into rustls configurations, and keeps
+//! the client's resumption tickets apart per peer target name.
+//!
+//! One [`CryptoContext`] exists per `[crypto.NAME]` section: a server configuration shared
+//! by every accepted connection, and a client configuration that each connection copies to
+//! install its own verifier (which knows that connection's target name) and its own view
+//! of the ticket store.
+//!
+//! Why per-target ticket stores: rustls keys its client session cache by the TLS server
+//! name only, and a resumed session skips certificate verification. A ticket obtained
+//! while talking to `host/a` must never be offered when the socket expects `host/b`, even
+//! if both live at one address or share a DNS host, so tickets live in a store per target
+//! name (see [`TicketRegistry`]); the session layer also re-validates the stored chain
+//! after every resumption.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls::client::{
+    ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue,
+};
+use rustls::crypto::CryptoProvider;
+use rustls::server::NoServerSessionStorage;
+use rustls::{ClientConfig, NamedGroup, ServerConfig};
+use rustls_pki_types::ServerName;
+
+use crate::policy::{CryptoPolicy, Identity};
+use crate::ticketer::SessionTicketer;
+use crate::verify::{ChainValidator, ClientIdentityVerifier, ServerIdentityVerifier};
+
+/// Tickets kept per target name; rustls servers send two per connection.
+const TICKETS_PER_TARGET: usize = 8;
+/// Target names remembered; beyond this the least recently used target is forgotten.
+const TARGETS_REMEMBERED: usize = 1024;
+
+/// The rustls configurations for one crypto policy.
+pub(crate) struct CryptoContext {
+    pub policy: CryptoPolicy,
+    /// The policy's `[defaults] handshake_timeout`.
+    pub handshake_timeout: Duration,
+    pub provider: Arc<CryptoProvider>,
+    pub server: Arc<ServerConfig>,
+    client: ClientConfig,
+    pub validator: Arc<ChainValidator>,
+    tickets: TicketRegistry,
+}
+
+impl fmt::Debug for CryptoContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CryptoContext")
+            .field("policy", &self.policy.name)
+            .finish()
+    }
+}
+
+/// The crypto provider restricted to a policy's groups and suites.
+pub(crate) fn provider_for(policy: &CryptoPolicy) -> CryptoProvider {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.kx_groups = policy.key_exchange.clone();
+    provider.cipher_suites = policy.cipher_suites.clone();
+    provider
+}
+
+impl CryptoContext {
+    /// Builds both configurations. Errors are rustls's refusals (a key that does not match
+    /// its certificate, an unusable group list), as text.
+    pub(crate) fn new(
+        policy: &CryptoPolicy,
+        identity: &Identity,
+        validator: Arc<ChainValidator>,
+        handshake_timeout: Duration,
+    ) -> Result<Self, String> {
+        let provider = Arc::new(provider_for(policy));
+        let versions: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
+        let mut server = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(versions)
+            .map_err(|e| e.to_string())?
+            .with_client_cert_verifier(Arc::new(ClientIdentityVerifier {
+                validator: validator.clone(),
+            }))
+            .with_single_cert(identity.chain.clone(), identity.private_key.clone_key())
+            .map_err(|e| format!("identity {}: {e}", identity.certificate_file.display()))?;
+        // The policy, not the client, decides which of the allowed suites and groups win.
+        server.ignore_client_order = true;
+        // Stateless tickets: resumption costs the server no memory per session.
+        server.session_storage = Arc::new(NoServerSessionStorage {});
+        if policy.session_lifetime.is_zero() {
+            server.send_tls13_tickets = 0;
+        } else {
+            server.ticketer =
+                Arc::new(SessionTicketer::new(policy.session_lifetime).map_err(|e| e.to_string())?);
+        }
+
+        let mut client = ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(versions)
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ServerIdentityVerifier {
+                validator: validator.clone(),
+                target: None,
+                optional_name: false,
+            }))
+            .with_client_auth_cert(identity.chain.clone(), identity.private_key.clone_key())
+            .map_err(|e| format!("identity {}: {e}", identity.certificate_file.display()))?;
+        client.resumption = Resumption::disabled();
+
+        Ok(Self {
+            policy: policy.clone(),
+            handshake_timeout,
+            provider,
+            server: Arc::new(server),
+            client,
+            validator,
+            tickets: TicketRegistry::new(policy.session_lifetime),
+        })
+    }
+
+    /// A client configuration for one connection to `target_key`: the target's verifier
+    /// (made by `verifier` the first time) and this connection's window onto the target's
+    /// tickets.
+    ///
+    /// The verifier must be the same object for every connection to a target: rustls only
+    /// resumes a session with the verifier instance that verified it.
+    pub(crate) fn client_config(
+        &self,
+        target_key: &str,
+        verifier: impl FnOnce() -> ServerIdentityVerifier,
+        sni: bool,
+    ) -> (Arc<ClientConfig>, Arc<ConnectionTickets>) {
+        let target = self.tickets.for_target(target_key, verifier);
+        let mut config = self.client.clone();
+        config
+            .dangerous()
+            .set_certificate_verifier(target.verifier.clone());
+        config.enable_sni = sni;
+        let tickets = Arc::new(ConnectionTickets {
+            target,
+            offered: Mutex::new(None),
+            session: Arc::new(SessionCell::default()),
+        });
+        if !self.policy.session_lifetime.is_zero() {
+            config.resumption = Resumption::store(tickets.clone());
+        }
+        (Arc::new(config), tickets)
+    }
+
+    /// Forgets every ticket of `target_key` (after a resumed session failed re-validation).
+    pub(crate) fn forget_tickets(&self, target_key: &str) {
+        self.tickets.forget(target_key);
+    }
+
+    /// A fresh random 128-bit identifier.
+    pub(crate) fn random_id(&self) -> u128 {
+        let mut bytes = [0u8; 16];
+        // The provider's RNG is the system's; failure leaves a zero id, which only makes
+        // the identifier less unique, never weakens the connection.
+        let _ = self.provider.secure_random.fill(&mut bytes);
+        u128::from_be_bytes(bytes)
+    }
+}
+
+/// The session id of one connection, settled when its handshake completes; tickets it
+/// receives carry it to the connections that resume from them.
+#[derive(Debug, Default)]
+pub(crate) struct SessionCell {
+    id: Mutex<u128>,
+}
+
+impl SessionCell {
+    pub(crate) fn set(&self, id: u128) {
+        *self.id.lock().unwrap_or_else(|p| p.into_inner()) = id;
+    }
+
+    pub(crate) fn get(&self) -> u128 {
+        *self.id.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct StoredTicket {
+    value: Tls13ClientSessionValue,
+    session: Arc<SessionCell>,
+    stored: Instant,
+}
+
+/// The verifier, tickets and key-exchange hint for one target name.
+pub(crate) struct TargetTickets {
+    verifier: Arc<ServerIdentityVerifier>,
+    /// This side's `session_lifetime`: older tickets are not offered, whatever lifetime
+    /// the server announced.
+    lifetime: Duration,
+    tickets: Mutex<VecDeque<StoredTicket>>,
+    kx_hint: Mutex<Option<NamedGroup>>,
+}
+
+/// Every target's tickets, for one crypto policy.
+struct TicketRegistry {
+    lifetime: Duration,
+    targets: Mutex<HashMap<String, (Arc<TargetTickets>, Instant)>>,
+}
+
+impl TicketRegistry {
+    fn new(lifetime: Duration) -> Self {
+        Self {
+            lifetime,
+            targets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn for_target(
+        &self,
+        key: &str,
+        verifier: impl FnOnce() -> ServerIdentityVerifier,
+    ) -> Arc<TargetTickets> {
+        let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if let Some((tickets, used)) = targets.get_mut(key) {
+            *used = now;
+            return tickets.clone();
+        }
+        if targets.len() >= TARGETS_REMEMBERED {
+            if let Some(oldest) = targets
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+            {
+                targets.remove(&oldest);
+            }
+        }
+        let tickets = Arc::new(TargetTickets {
+            verifier: Arc::new(verifier()),
+            lifetime: self.lifetime,
+            tickets: Mutex::new(VecDeque::new()),
+            kx_hint: Mutex::new(None),
+        });
+        targets.insert(key.to_string(), (tickets.clone(), now));
+        tickets
+    }
+
+    fn forget(&self, key: &str) {
+        self.targets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
+/// One connection's view of its target's tickets: remembers which session it offered
+/// to resume, and tags the tickets it receives with its own session cell.
+pub(crate) struct ConnectionTickets {
+    target: Arc<TargetTickets>,
+    offered: Mutex<Option<u128>>,
+    pub session: Arc<SessionCell>,
+}
+
+impl fmt::Debug for ConnectionTickets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionTickets").finish_non_exhaustive()
+    }
+}
+
+impl ConnectionTickets {
+    /// The session id of the ticket this connection offered, if it offered one.
+    pub(crate) fn offered_session(&self) -> Option<u128> {
+        *self.offered.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ClientSessionStore for ConnectionTickets {
+    fn set_kx_hint(&self, _server_name: ServerName<'static>, group: NamedGroup) {
+        *self
+            .target
+            .kx_hint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(group);
+    }
+
+    fn kx_hint(&self, _server_name: &ServerName<'_>) -> Option<NamedGroup> {
+        *self
+            .target
+            .kx_hint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_tls12_session(
+        &self,
+        _server_name: ServerName<'static>,
+        _value: Tls12ClientSessionValue,
+    ) {
+        // secsock speaks TLS 1.3 only.
+    }
+
+    fn tls12_session(&self, _server_name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        None
+    }
+
+    fn remove_tls12_session(&self, _server_name: &ServerName<'static>) {}
+
+    fn insert_tls13_ticket(
+        &self,
+        _server_name: ServerName<'static>,
+        value: Tls13ClientSessionValue,
+    ) {
+        let mut tickets = self
+            .target
+            .tickets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if tickets.len() >= TICKETS_PER_TARGET {
+            tickets.pop_front();
+        }
+        tickets.push_back(StoredTicket {
+            value,
+            session: self.session.clone(),
+            stored: Instant::now(),
+        });
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        _server_name: &ServerName<'static>,
+    ) -> Option<Tls13ClientSessionValue> {
+        let mut tickets = self
+            .target
+            .tickets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Newest first: the most recent session is the one most likely still accepted.
+        let ticket = tickets.pop_back()?;
+        if ticket.stored.elapsed() > self.target.lifetime {
+            // This one and every older one have outlived our session lifetime.
+            tickets.clear();
+            return None;
+        }
+        *self.offered.lock().unwrap_or_else(|p| p.into_inner()) = Some(ticket.session.get());
+        Some(ticket.value)
+    }
+}
