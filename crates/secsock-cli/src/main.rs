@@ -1,6 +1,8 @@
 //! The `secsock` command: a secured echo server, a client, and a query tool, like
 //! `openssl s_server` / `s_client`, on the secsock platform.
 
+mod authority;
+
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;

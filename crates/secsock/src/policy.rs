@@ -1242,43 +1242,56 @@ impl Ctx<'_> {
         key: &str,
         path: &Path,
     ) -> Result<PrivateKeyDer<'static>, PolicyError> {
-        let missing = |error| {
-            let kind = PolicyErrorKind::MissingFile {
-                path: path.to_path_buf(),
-                error,
-            };
-            self.error(Some(span.clone()), Some(key.to_owned()), kind)
-        };
-        // Check the mode of the file actually opened, not of whatever the path names later.
-        let mut file = fs::File::open(path).map_err(missing)?;
-        let mode = file.metadata().map_err(missing)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            let kind = PolicyErrorKind::KeyPermissions {
-                path: path.to_path_buf(),
-                mode,
-            };
-            return Err(self.error(Some(span), Some(key.to_owned()), kind));
-        }
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(missing)?;
-        match PrivateKeyDer::from_pem_slice(&bytes) {
-            Ok(private_key) => Ok(private_key),
-            Err(pem::Error::NoItemsFound) if bytes.windows(21).any(|w| w == b"ENCRYPTED PRIVATE KEY") => Err(self.bad_pem(
-                span,
-                key,
-                path,
-                "the private key is encrypted; secsock needs an unencrypted key, protected by the file's mode".to_owned(),
-            )),
-            Err(pem::Error::NoItemsFound) => Err(self.bad_pem(
-                span,
-                key,
-                path,
-                "no private key found (expected a PEM \"PRIVATE KEY\", \"EC PRIVATE KEY\" or \"RSA PRIVATE KEY\" block)"
-                    .to_owned(),
-            )),
-            Err(e) => Err(self.bad_pem(span, key, path, pem_error_text(&e))),
-        }
+        read_private_key_file(path).map_err(|kind| self.error(Some(span), Some(key.to_owned()), kind))
     }
+}
+
+/// Reads a private key file (PEM: PKCS#8, SEC1 or PKCS#1), refusing it if group or others
+/// have any permission on it, and returns the key with the file's PEM text.
+///
+/// The mode checked is that of the file actually opened, not of whatever the path names
+/// later. Used for the machine identity and for the trust domain's CA key.
+pub fn read_private_key_file(path: &Path) -> Result<PrivateKeyDer<'static>, PolicyErrorKind> {
+    read_private_key_pem(path).map(|(key, _)| key)
+}
+
+/// Like [`read_private_key_file`], also returning the PEM text (for tools that re-encode
+/// the key, such as the CA of `secsock issue`).
+pub fn read_private_key_pem(path: &Path) -> Result<(PrivateKeyDer<'static>, String), PolicyErrorKind> {
+    let missing = |error| PolicyErrorKind::MissingFile {
+        path: path.to_path_buf(),
+        error,
+    };
+    let mut file = fs::File::open(path).map_err(missing)?;
+    let mode = file.metadata().map_err(missing)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(PolicyErrorKind::KeyPermissions {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(missing)?;
+    let bad_pem = |what: &str| PolicyErrorKind::BadPem {
+        path: path.to_path_buf(),
+        what: what.to_owned(),
+    };
+    let key = match PrivateKeyDer::from_pem_slice(&bytes) {
+        Ok(private_key) => private_key,
+        Err(pem::Error::NoItemsFound) if bytes.windows(21).any(|w| w == b"ENCRYPTED PRIVATE KEY") => {
+            return Err(bad_pem(
+                "the private key is encrypted; secsock needs an unencrypted key, protected by the file's mode",
+            ))
+        }
+        Err(pem::Error::NoItemsFound) => {
+            return Err(bad_pem(
+                "no private key found (expected a PEM \"PRIVATE KEY\", \"EC PRIVATE KEY\" or \"RSA PRIVATE KEY\" block)",
+            ))
+        }
+        Err(e) => return Err(bad_pem(&pem_error_text(&e))),
+    };
+    let text = String::from_utf8(bytes).map_err(|_| bad_pem("the file is not text"))?;
+    Ok((key, text))
 }
 
 /// Refuses the sections of a later feature (impersonation) rather than ignoring them:

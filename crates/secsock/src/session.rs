@@ -40,6 +40,7 @@ pub(crate) struct Session {
     resumption_seen: bool,
     connection_id: u128,
     rekey: Rekey,
+    key_updates: u64,
 }
 
 /// When to send a TLS KeyUpdate (the crypto policy's `rekey_after`).
@@ -131,6 +132,7 @@ impl Session {
             resumption_seen: false,
             connection_id,
             rekey,
+            key_updates: 0,
         }
     }
 
@@ -285,26 +287,37 @@ impl Session {
     /// Counts application bytes sent and starts a KeyUpdate when the policy's
     /// `rekey_after` limit is reached.
     pub(crate) fn note_sent(&mut self, bytes: usize) {
-        self.rekey.bytes = self.rekey.bytes.saturating_add(bytes as u64);
-        let by_bytes = self
-            .rekey
-            .bytes_limit
-            .is_some_and(|limit| self.rekey.bytes >= limit);
-        let by_time = self
-            .rekey
-            .time_limit
-            .is_some_and(|limit| self.rekey.since.elapsed() >= limit);
-        if by_bytes || by_time {
-            match self.conn.refresh_traffic_keys() {
-                Ok(()) => tracing::debug!(
-                    bytes = self.rekey.bytes,
-                    "sent TLS KeyUpdate (policy rekey_after)"
-                ),
-                Err(e) => tracing::warn!("cannot update traffic keys: {e}"),
-            }
-            self.rekey.bytes = 0;
-            self.rekey.since = Instant::now();
+        if !self.rekey.record(bytes as u64, Instant::now()) {
+            return;
         }
+        match self.conn.refresh_traffic_keys() {
+            Ok(()) => {
+                self.key_updates += 1;
+                tracing::debug!(updates = self.key_updates, "sent TLS KeyUpdate (policy rekey_after)");
+            }
+            Err(e) => tracing::warn!("cannot update traffic keys: {e}"),
+        }
+    }
+
+    /// How many KeyUpdates this side has started.
+    pub(crate) fn key_updates(&self) -> u64 {
+        self.key_updates
+    }
+}
+
+impl Rekey {
+    /// Counts `bytes` sent at `now`; true when a KeyUpdate is due (and restarts the count).
+    fn record(&mut self, bytes: u64, now: Instant) -> bool {
+        self.bytes = self.bytes.saturating_add(bytes);
+        let by_bytes = self.bytes_limit.is_some_and(|limit| self.bytes >= limit);
+        let by_time = self
+            .time_limit
+            .is_some_and(|limit| now.saturating_duration_since(self.since) >= limit);
+        if by_bytes || by_time {
+            self.bytes = 0;
+            self.since = now;
+        }
+        by_bytes || by_time
     }
 }
 
@@ -341,5 +354,25 @@ fn system_time(unix: i64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(unix as u64)
     } else {
         UNIX_EPOCH - Duration::from_secs(unix.unsigned_abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rekey_is_due_at_the_byte_limit_or_the_time_limit() {
+        let start = Instant::now();
+        let mut r = Rekey { bytes_limit: Some(1000), time_limit: Some(Duration::from_secs(60)), bytes: 0, since: start };
+        assert!(!r.record(600, start));
+        assert!(r.record(400, start), "1000 bytes reached");
+        assert!(!r.record(999, start), "the count restarted");
+        assert!(r.record(0, start + Duration::from_secs(61)), "a minute passed");
+        assert!(!r.record(1, start + Duration::from_secs(62)), "the clock restarted");
+
+        let mut never = Rekey { bytes_limit: None, time_limit: None, bytes: 0, since: start };
+        assert!(!never.record(u64::MAX, start + Duration::from_secs(1 << 30)));
+        assert!(!never.record(u64::MAX, start), "saturates, never wraps");
     }
 }

@@ -122,6 +122,12 @@ impl SecureStream {
         self.info.clone()
     }
 
+    /// How many TLS KeyUpdates this side has started because of the crypto policy's
+    /// `rekey_after` limits (Windows renews quick-mode SAs likewise).
+    pub fn key_updates_sent(&self) -> u64 {
+        self.session.key_updates()
+    }
+
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer_addr
