@@ -92,6 +92,29 @@ pub struct Policy {
     /// The crypto policies (`[crypto.NAME]`) in file order. When the file does not define
     /// `[crypto.standard]`, the built-in [`CryptoPolicy::standard`] comes first.
     pub crypto: Vec<CryptoPolicy>,
+    /// The trust domain's CA (`[authority]`), present only on the host that issues
+    /// identities (`secsock init` writes it; `secsock issue` uses it). Not read at load.
+    pub authority: Option<Authority>,
+}
+
+/// Where the trust domain's CA certificate and key are (`[authority]`). The files are
+/// not read when the policy loads: only `secsock issue` and `secsock doctor` need them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authority {
+    /// The CA certificate, resolved against the policy file's directory.
+    pub certificate_file: PathBuf,
+    /// The CA private key (mode 0600 or stricter).
+    pub private_key_file: PathBuf,
+}
+
+/// Everything wrong with a policy, for `secsock doctor`: unlike [`Policy::load`], which
+/// stops at the first problem, [`Policy::diagnose`] checks every section and every file.
+#[derive(Debug)]
+pub struct Diagnosis {
+    /// The policy, when nothing is wrong with it.
+    pub policy: Option<Policy>,
+    /// Every problem found, in file order of the sections.
+    pub errors: Vec<PolicyError>,
 }
 
 /// This machine's credential: the `[identity]` section, with its files read.
@@ -249,14 +272,37 @@ impl Policy {
     /// names; relative paths are resolved against `source`'s directory.
     pub fn from_toml(text: &str, source: &Path) -> Result<Policy, PolicyError> {
         let ctx = Ctx { text, source };
-        let doc = DeTable::parse(text).map_err(|e| {
-            let message = e.message().trim_end().to_owned();
-            ctx.error(e.span(), None, PolicyErrorKind::Syntax(message))
-        })?;
-        refuse_later_features(&ctx, doc.get_ref())?;
-        let raw: RawPolicy =
-            toml::from_str(text).map_err(|e| ctx.serde_error(doc.get_ref(), &e))?;
-        ctx.build(raw)
+        ctx.build(ctx.parse()?)
+    }
+
+    /// Checks the policy file at `path` like [`Policy::load`], but goes on after a
+    /// problem to report every problem it can find: a missing certificate does not hide a
+    /// private key with a bad mode. A file that cannot be read or parsed gives one error.
+    pub fn diagnose(path: impl AsRef<Path>) -> Diagnosis {
+        let path = path.as_ref();
+        let text = match fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                return Diagnosis {
+                    policy: None,
+                    errors: vec![PolicyError::new(path, PolicyErrorKind::Io(e))],
+                }
+            }
+        };
+        let ctx = Ctx {
+            text: &text,
+            source: path,
+        };
+        match ctx.parse() {
+            Ok(raw) => {
+                let (policy, errors) = ctx.build_all(raw);
+                Diagnosis { policy, errors }
+            }
+            Err(e) => Diagnosis {
+                policy: None,
+                errors: vec![e],
+            },
+        }
     }
 
     /// Finds the policy file the way an application without an explicit path does, and
@@ -651,6 +697,14 @@ struct RawPolicy {
     trust: Option<RawTrust>,
     defaults: Option<RawDefaults>,
     crypto: Option<BTreeMap<Spanned<String>, Spanned<RawCrypto>>>,
+    authority: Option<RawAuthority>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuthority {
+    certificate: Spanned<String>,
+    private_key: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -815,40 +869,97 @@ impl Ctx<'_> {
         self.error(e.span(), key, kind)
     }
 
+    /// The file's syntax and structure: keys, types, sections of later features.
+    fn parse(&self) -> Result<RawPolicy, PolicyError> {
+        let doc = DeTable::parse(self.text).map_err(|e| {
+            let message = e.message().trim_end().to_owned();
+            self.error(e.span(), None, PolicyErrorKind::Syntax(message))
+        })?;
+        refuse_later_features(self, doc.get_ref())?;
+        toml::from_str(self.text).map_err(|e| self.serde_error(doc.get_ref(), &e))
+    }
+
     fn build(&self, raw: RawPolicy) -> Result<Policy, PolicyError> {
-        let crypto = self.crypto_policies(raw.crypto.unwrap_or_default())?;
-        let defaults = self.defaults(raw.defaults, &crypto)?;
+        let (policy, mut errors) = self.build_all(raw);
+        match policy {
+            Some(policy) => Ok(policy),
+            None => Err(errors.remove(0)),
+        }
+    }
+
+    /// Checks every section, collecting every problem; the policy only if there is none.
+    fn build_all(&self, raw: RawPolicy) -> (Option<Policy>, Vec<PolicyError>) {
+        let mut errors = Vec::new();
+        let crypto = self
+            .crypto_policies(raw.crypto.unwrap_or_default())
+            .map_err(|e| errors.push(e))
+            .ok();
+        // Without the crypto policies, `defaults.crypto` cannot be checked.
+        let defaults = crypto.as_ref().and_then(|crypto| {
+            self.defaults(raw.defaults, crypto)
+                .map_err(|e| errors.push(e))
+                .ok()
+        });
         let identity = match raw.identity {
-            Some(identity) => self.identity(identity)?,
+            Some(identity) => self.identity(identity).map_err(|e| errors.extend(e)).ok(),
             None => {
-                return Err(self.error(
+                errors.push(self.error(
                     None,
                     Some("identity".to_owned()),
                     PolicyErrorKind::MissingKey(
                         "the [identity] section is required (certificate = \"...\", private_key = \"...\")".to_owned(),
                     ),
-                ))
+                ));
+                None
             }
         };
         let trust = match raw.trust {
-            Some(trust) => self.trust(trust)?,
+            Some(trust) => self.trust(trust).map_err(|e| errors.extend(e)).ok(),
             None => {
-                return Err(self.error(
+                errors.push(self.error(
                     None,
                     Some("trust".to_owned()),
                     PolicyErrorKind::MissingKey(
                         "the [trust] section is required (anchors = [\"...\"])".to_owned(),
                     ),
-                ))
+                ));
+                None
             }
         };
-        Ok(Policy {
-            source: self.source.to_path_buf(),
-            identity,
-            trust,
-            defaults,
-            crypto,
-        })
+        let authority = match raw.authority {
+            None => Some(None),
+            Some(raw) => {
+                let certificate = self.resolve_path(&raw.certificate, "authority.certificate");
+                let private_key = self.resolve_path(&raw.private_key, "authority.private_key");
+                match (certificate, private_key) {
+                    (Ok(certificate_file), Ok(private_key_file)) => Some(Some(Authority {
+                        certificate_file,
+                        private_key_file,
+                    })),
+                    (certificate, private_key) => {
+                        errors.extend(certificate.err());
+                        errors.extend(private_key.err());
+                        None
+                    }
+                }
+            }
+        };
+        match (crypto, defaults, identity, trust, authority) {
+            (Some(crypto), Some(defaults), Some(identity), Some(trust), Some(authority))
+                if errors.is_empty() =>
+            {
+                let policy = Policy {
+                    source: self.source.to_path_buf(),
+                    identity,
+                    trust,
+                    defaults,
+                    crypto,
+                    authority,
+                };
+                (Some(policy), errors)
+            }
+            _ => (None, errors),
+        }
     }
 
     fn crypto_policies(
@@ -1069,15 +1180,22 @@ impl Ctx<'_> {
         Ok(defaults)
     }
 
-    fn identity(&self, raw: RawIdentity) -> Result<Identity, PolicyError> {
+    /// The certificate chain and key; both files are checked even if one is wrong.
+    fn identity(&self, raw: RawIdentity) -> Result<Identity, Vec<PolicyError>> {
         let cert_key = "identity.certificate";
-        let certificate_file = self.resolve_path(&raw.certificate, cert_key)?;
-        let chain = self.certificates(&raw.certificate, cert_key, &certificate_file)?;
-
         let key_key = "identity.private_key";
-        let private_key_file = self.resolve_path(&raw.private_key, key_key)?;
+        let chain = self
+            .resolve_path(&raw.certificate, cert_key)
+            .and_then(|file| Ok((self.certificates(&raw.certificate, cert_key, &file)?, file)));
         let span = raw.private_key.span();
-        let private_key = self.private_key(span.clone(), key_key, &private_key_file)?;
+        let private_key = self
+            .resolve_path(&raw.private_key, key_key)
+            .and_then(|file| Ok((self.private_key(span.clone(), key_key, &file)?, file)));
+        let ((chain, certificate_file), (private_key, private_key_file)) =
+            match (chain, private_key) {
+                (Ok(chain), Ok(key)) => (chain, key),
+                (chain, key) => return Err(chain.err().into_iter().chain(key.err()).collect()),
+            };
 
         // Refuse a key the TLS stack cannot use, or one that belongs to another
         // certificate, now rather than at the first handshake.
@@ -1086,16 +1204,16 @@ impl Ctx<'_> {
             .key_provider
             .load_private_key(private_key.clone_key())
             .map_err(|e| {
-                self.invalid(
+                vec![self.invalid(
                     span.clone(),
                     key_key,
                     format!("{}: unusable private key: {e}", private_key_file.display()),
-                )
+                )]
             })?;
         match rustls::sign::CertifiedKey::new(chain.clone(), signer).keys_match() {
             Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
             Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-                return Err(self.invalid(
+                return Err(vec![self.invalid(
                     span,
                     key_key,
                     format!(
@@ -1103,17 +1221,17 @@ impl Ctx<'_> {
                         private_key_file.display(),
                         certificate_file.display()
                     ),
-                ))
+                )])
             }
             Err(e) => {
-                return Err(self.invalid(
+                return Err(vec![self.invalid(
                     raw.certificate.span(),
                     cert_key,
                     format!(
                         "{}: the first certificate cannot be used: {e}",
                         certificate_file.display()
                     ),
-                ))
+                )])
             }
         }
         Ok(Identity {
@@ -1124,15 +1242,17 @@ impl Ctx<'_> {
         })
     }
 
-    fn trust(&self, raw: RawTrust) -> Result<Trust, PolicyError> {
+    /// The anchors and CRLs; every file is checked even if one is wrong.
+    fn trust(&self, raw: RawTrust) -> Result<Trust, Vec<PolicyError>> {
         let key = "trust.anchors";
         if raw.anchors.get_ref().is_empty() {
-            return Err(self.invalid(
+            return Err(vec![self.invalid(
                 raw.anchors.span(),
                 key,
                 "the list is empty; name at least one file of trusted CA certificates",
-            ));
+            )]);
         }
+        let mut errors = Vec::new();
         let mut trust = Trust {
             anchor_files: Vec::new(),
             anchors: Vec::new(),
@@ -1140,19 +1260,35 @@ impl Ctx<'_> {
             crls: Vec::new(),
         };
         for written in raw.anchors.get_ref() {
-            let path = self.resolve_path(written, key)?;
-            trust
-                .anchors
-                .extend(self.certificates(written, key, &path)?);
-            trust.anchor_files.push(path);
+            let loaded = self
+                .resolve_path(written, key)
+                .and_then(|path| Ok((self.certificates(written, key, &path)?, path)));
+            match loaded {
+                Ok((anchors, path)) => {
+                    trust.anchors.extend(anchors);
+                    trust.anchor_files.push(path);
+                }
+                Err(e) => errors.push(e),
+            }
         }
         let key = "trust.crls";
         for written in raw.crls.unwrap_or_default() {
-            let path = self.resolve_path(&written, key)?;
-            trust.crls.extend(self.crls(&written, key, &path)?);
-            trust.crl_files.push(path);
+            let loaded = self
+                .resolve_path(&written, key)
+                .and_then(|path| Ok((self.crls(&written, key, &path)?, path)));
+            match loaded {
+                Ok((crls, path)) => {
+                    trust.crls.extend(crls);
+                    trust.crl_files.push(path);
+                }
+                Err(e) => errors.push(e),
+            }
         }
-        Ok(trust)
+        if errors.is_empty() {
+            Ok(trust)
+        } else {
+            Err(errors)
+        }
     }
 
     fn read(
@@ -1242,7 +1378,8 @@ impl Ctx<'_> {
         key: &str,
         path: &Path,
     ) -> Result<PrivateKeyDer<'static>, PolicyError> {
-        read_private_key_file(path).map_err(|kind| self.error(Some(span), Some(key.to_owned()), kind))
+        read_private_key_file(path)
+            .map_err(|kind| self.error(Some(span), Some(key.to_owned()), kind))
     }
 }
 
@@ -1257,7 +1394,9 @@ pub fn read_private_key_file(path: &Path) -> Result<PrivateKeyDer<'static>, Poli
 
 /// Like [`read_private_key_file`], also returning the PEM text (for tools that re-encode
 /// the key, such as the CA of `secsock issue`).
-pub fn read_private_key_pem(path: &Path) -> Result<(PrivateKeyDer<'static>, String), PolicyErrorKind> {
+pub fn read_private_key_pem(
+    path: &Path,
+) -> Result<(PrivateKeyDer<'static>, String), PolicyErrorKind> {
     let missing = |error| PolicyErrorKind::MissingFile {
         path: path.to_path_buf(),
         error,
@@ -1634,6 +1773,73 @@ session_lifetime = "7d"
     }
 
     #[test]
+    fn authority_paths_are_resolved_but_not_read() {
+        let dir = trust_domain();
+        let text = format!("{IDENTITY_AND_TRUST}\n[authority]\ncertificate = \"ca/ca.crt\"\nprivate_key = \"ca/ca.key\"\n");
+        let policy = Policy::from_toml(&text, &dir.path().join("policy.toml")).unwrap();
+        let authority = policy.authority.unwrap();
+        assert_eq!(authority.certificate_file, dir.path().join("ca/ca.crt"));
+        assert_eq!(authority.private_key_file, dir.path().join("ca/ca.key"));
+        let none = Policy::from_toml(IDENTITY_AND_TRUST, &dir.path().join("policy.toml")).unwrap();
+        assert_eq!(none.authority, None);
+    }
+
+    #[test]
+    fn diagnose_reports_every_problem_not_just_the_first() {
+        let dir = trust_domain();
+        set_mode(&dir.path().join("identity/host.key"), 0o644);
+        let path = write_policy(
+            &dir,
+            "[identity]\ncertificate = \"identity/missing.crt\"\nprivate_key = \"identity/host.key\"\n\n\
+             [trust]\nanchors = [\"trust/ca.crt\", \"trust/gone.crt\"]\n\n\
+             [defaults]\nhandshake_timeout = \"soon\"\n",
+        );
+        let diagnosis = Policy::diagnose(&path);
+        assert!(diagnosis.policy.is_none());
+        let found: Vec<(Option<usize>, Option<String>)> = diagnosis
+            .errors
+            .iter()
+            .map(|e| (e.line, e.key.clone()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (Some(9), Some("defaults.handshake_timeout".to_owned())),
+                (Some(2), Some("identity.certificate".to_owned())),
+                (Some(3), Some("identity.private_key".to_owned())),
+                (Some(6), Some("trust.anchors".to_owned())),
+            ]
+        );
+        assert!(matches!(
+            diagnosis.errors[2].kind,
+            PolicyErrorKind::KeyPermissions { .. }
+        ));
+        // The first of them is what `load` reports.
+        let first = Policy::load(&path).unwrap_err();
+        assert_eq!(first.to_string(), diagnosis.errors[0].to_string());
+
+        // A healthy policy diagnoses to itself and no errors.
+        set_mode(&dir.path().join("identity/host.key"), 0o600);
+        let healthy = write_policy(&dir, IDENTITY_AND_TRUST);
+        let diagnosis = Policy::diagnose(&healthy);
+        assert!(diagnosis.errors.is_empty(), "{:?}", diagnosis.errors);
+        assert!(diagnosis.policy.is_some());
+        // An unreadable or unparsable file is one error.
+        assert_eq!(
+            Policy::diagnose(dir.path().join("none.toml")).errors.len(),
+            1
+        );
+        let broken = write_policy(&dir, "[identity\n");
+        assert!(matches!(
+            Policy::diagnose(&broken).errors[..],
+            [PolicyError {
+                kind: PolicyErrorKind::Syntax(_),
+                ..
+            }]
+        ));
+    }
+
+    #[test]
     fn minimal_policy_gets_the_defaults_and_the_built_in_standard() {
         let dir = trust_domain();
         let policy =
@@ -1780,7 +1986,7 @@ session_lifetime = "7d"
         );
         assert_eq!(
             shown(&dir, &e),
-            "policy.toml:8: unknown key `trst` at the top level (expected one of: identity, trust, defaults, crypto)"
+            "policy.toml:8: unknown key `trst` at the top level (expected one of: identity, trust, defaults, crypto, authority)"
         );
 
         let text = format!("{IDENTITY_AND_TRUST}\n[crypto.fast]\nrekey_after = {{ bytes = \"1GiB\", tim = \"1h\" }}\n");

@@ -293,7 +293,10 @@ impl Session {
         match self.conn.refresh_traffic_keys() {
             Ok(()) => {
                 self.key_updates += 1;
-                tracing::debug!(updates = self.key_updates, "sent TLS KeyUpdate (policy rekey_after)");
+                tracing::debug!(
+                    updates = self.key_updates,
+                    "sent TLS KeyUpdate (policy rekey_after)"
+                );
             }
             Err(e) => tracing::warn!("cannot update traffic keys: {e}"),
         }
@@ -364,14 +367,30 @@ mod tests {
     #[test]
     fn rekey_is_due_at_the_byte_limit_or_the_time_limit() {
         let start = Instant::now();
-        let mut r = Rekey { bytes_limit: Some(1000), time_limit: Some(Duration::from_secs(60)), bytes: 0, since: start };
+        let mut r = Rekey {
+            bytes_limit: Some(1000),
+            time_limit: Some(Duration::from_secs(60)),
+            bytes: 0,
+            since: start,
+        };
         assert!(!r.record(600, start));
         assert!(r.record(400, start), "1000 bytes reached");
         assert!(!r.record(999, start), "the count restarted");
-        assert!(r.record(0, start + Duration::from_secs(61)), "a minute passed");
-        assert!(!r.record(1, start + Duration::from_secs(62)), "the clock restarted");
+        assert!(
+            r.record(0, start + Duration::from_secs(61)),
+            "a minute passed"
+        );
+        assert!(
+            !r.record(1, start + Duration::from_secs(62)),
+            "the clock restarted"
+        );
 
-        let mut never = Rekey { bytes_limit: None, time_limit: None, bytes: 0, since: start };
+        let mut never = Rekey {
+            bytes_limit: None,
+            time_limit: None,
+            bytes: 0,
+            since: start,
+        };
         assert!(!never.record(u64::MAX, start + Duration::from_secs(1 << 30)));
         assert!(!never.record(u64::MAX, start), "saturates, never wraps");
     }

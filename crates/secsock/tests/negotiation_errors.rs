@@ -18,11 +18,27 @@ fn only_suite(name: &str, suite: &str) -> String {
 #[test]
 fn no_common_cipher_suite_is_reported_on_both_sides() {
     let domain = TrustDomain::new("example.test");
-    let server = domain.host_with("server", &[San::Dns("server.example.test")], &only_suite("chacha", "TLS13_CHACHA20_POLY1305_SHA256"), |_| {});
-    let client = domain.host_with("client", &[San::Dns("client.example.test")], &only_suite("aes", "TLS13_AES_128_GCM_SHA256"), |_| {});
+    let server = domain.host_with(
+        "server",
+        &[San::Dns("server.example.test")],
+        &only_suite("chacha", "TLS13_CHACHA20_POLY1305_SHA256"),
+        |_| {},
+    );
+    let client = domain.host_with(
+        "client",
+        &[San::Dns("client.example.test")],
+        &only_suite("aes", "TLS13_AES_128_GCM_SHA256"),
+        |_| {},
+    );
     let srv = echo_server(server.platform());
     let err = connect(&client.platform(), "server.example.test", srv.addr).unwrap_err();
-    assert!(matches!(err.negotiation(), Some(NegotiationError::NoCommonCrypto { .. })), "{err}");
+    assert!(
+        matches!(
+            err.negotiation(),
+            Some(NegotiationError::NoCommonCrypto { .. })
+        ),
+        "{err}"
+    );
     let server_side = srv.outcome().unwrap_err();
     assert!(server_side.contains("no common crypto"), "{server_side}");
 }
@@ -30,7 +46,9 @@ fn no_common_cipher_suite_is_reported_on_both_sides() {
 #[test]
 fn a_server_that_answers_in_clear_does_not_speak_tls() {
     let domain = TrustDomain::new("example.test");
-    let client = domain.host("client", &[San::Dns("client.example.test")]).platform();
+    let client = domain
+        .host("client", &[San::Dns("client.example.test")])
+        .platform();
     let plain = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let addr = plain.local_addr().unwrap();
     thread::spawn(move || {
@@ -39,13 +57,18 @@ fn a_server_that_answers_in_clear_does_not_speak_tls() {
         thread::sleep(Duration::from_millis(500));
     });
     let err = connect(&client, "server.example.test", addr).unwrap_err();
-    assert!(matches!(err.negotiation(), Some(NegotiationError::PeerNotTls { .. })), "{err}");
+    assert!(
+        matches!(err.negotiation(), Some(NegotiationError::PeerNotTls { .. })),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_server_that_closes_at_once_is_reported() {
     let domain = TrustDomain::new("example.test");
-    let client = domain.host("client", &[San::Dns("client.example.test")]).platform();
+    let client = domain
+        .host("client", &[San::Dns("client.example.test")])
+        .platform();
     let plain = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let addr = plain.local_addr().unwrap();
     thread::spawn(move || {
@@ -53,19 +76,33 @@ fn a_server_that_closes_at_once_is_reported() {
         drop(s);
     });
     let err = connect(&client, "server.example.test", addr).unwrap_err();
-    assert!(matches!(err.negotiation(), Some(NegotiationError::PeerClosed { .. })), "{err}");
+    assert!(
+        matches!(err.negotiation(), Some(NegotiationError::PeerClosed { .. })),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_plain_tcp_client_gets_nothing_from_a_secured_server() {
     let domain = TrustDomain::new("example.test");
-    let srv = echo_server(domain.host("server", &[San::Dns("server.example.test")]).platform());
+    let srv = echo_server(
+        domain
+            .host("server", &[San::Dns("server.example.test")])
+            .platform(),
+    );
     let mut plain = TcpStream::connect(srv.addr).unwrap();
-    plain.write_all(b"GET / HTTP/1.1\r\nhost: server\r\n\r\n").unwrap();
-    plain.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nhost: server\r\n\r\n")
+        .unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut answer = Vec::new();
     let _ = plain.read_to_end(&mut answer);
-    assert!(!contains(&answer, b"GET /"), "the request was echoed in clear");
+    assert!(
+        !contains(&answer, b"GET /"),
+        "the request was echoed in clear"
+    );
     // At most a TLS alert record comes back, never application data.
     if !answer.is_empty() {
         assert_eq!(answer[0], 0x15, "only an alert may be sent: {answer:?}");
@@ -78,7 +115,9 @@ fn a_plain_tcp_client_gets_nothing_from_a_secured_server() {
 fn a_silent_server_times_out_at_the_policys_handshake_timeout() {
     let domain = TrustDomain::new("example.test");
     let fast = "[defaults]\nhandshake_timeout = \"300ms\"\n";
-    let client = domain.host_with("client", &[San::Dns("client.example.test")], fast, |_| {}).platform();
+    let client = domain
+        .host_with("client", &[San::Dns("client.example.test")], fast, |_| {})
+        .platform();
     let silent = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let addr = silent.local_addr().unwrap();
     let hold = thread::spawn(move || {
@@ -93,7 +132,10 @@ fn a_silent_server_times_out_at_the_policys_handshake_timeout() {
         Some(NegotiationError::Timeout { after }) => assert_eq!(*after, Duration::from_millis(300)),
         other => panic!("expected a timeout, got {other:?} ({err})"),
     }
-    assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(2), "took {took:?}");
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+        "took {took:?}"
+    );
     hold.join().unwrap();
 }
 
@@ -105,14 +147,25 @@ fn a_silent_client_times_out_on_the_server_while_others_are_served() {
     let srv = echo_server(server.platform());
     let _silent = TcpStream::connect(srv.addr).unwrap();
     // Meanwhile a real client is served at once.
-    let client = domain.host("client", &[San::Dns("client.example.test")]).platform();
+    let client = domain
+        .host("client", &[San::Dns("client.example.test")])
+        .platform();
     let started = Instant::now();
-    connect(&client, "server.example.test", srv.addr).unwrap().close().unwrap();
-    assert!(started.elapsed() < Duration::from_millis(400), "the silent client delayed another");
+    connect(&client, "server.example.test", srv.addr)
+        .unwrap()
+        .close()
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "the silent client delayed another"
+    );
     let mut outcomes = vec![srv.outcome(), srv.outcome()];
     outcomes.sort_by_key(|o| o.is_ok());
     let timeout = outcomes[0].as_ref().unwrap_err();
-    assert!(timeout.contains("did not complete within 400ms"), "{timeout}");
+    assert!(
+        timeout.contains("did not complete within 400ms"),
+        "{timeout}"
+    );
     assert!(outcomes[1].is_ok());
 }
 
@@ -120,22 +173,40 @@ fn a_silent_client_times_out_on_the_server_while_others_are_served() {
 fn key_updates_follow_the_policys_rekey_limit_and_lose_nothing() {
     let domain = TrustDomain::new("example.test");
     let rekey = "[crypto.standard]\nrekey_after = { bytes = \"64KiB\" }\n";
-    let srv = serve(domain.host_with("server", &[San::Dns("server.example.test")], rekey, |_| {}).platform(), |mut s| {
-        let mut all = Vec::new();
-        s.read_to_end(&mut all).unwrap();
-        s.write_all(&checksum(&all).to_be_bytes()).unwrap();
-        s.write_all(&s.key_updates_sent().to_be_bytes()).unwrap();
-        s.close().unwrap();
-    });
-    let client = domain.host_with("client", &[San::Dns("client.example.test")], rekey, |_| {}).platform();
+    let srv = serve(
+        domain
+            .host_with("server", &[San::Dns("server.example.test")], rekey, |_| {})
+            .platform(),
+        |mut s| {
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).unwrap();
+            s.write_all(&checksum(&all).to_be_bytes()).unwrap();
+            s.write_all(&s.key_updates_sent().to_be_bytes()).unwrap();
+            s.close().unwrap();
+        },
+    );
+    let client = domain
+        .host_with("client", &[San::Dns("client.example.test")], rekey, |_| {})
+        .platform();
     let data = pattern(4 * 1024 * 1024, 9);
     let mut stream = connect(&client, "server.example.test", srv.addr).unwrap();
     stream.write_all(&data).unwrap();
-    assert!(stream.key_updates_sent() >= 60, "client sent {} key updates for 4 MiB at 64 KiB", stream.key_updates_sent());
+    assert!(
+        stream.key_updates_sent() >= 60,
+        "client sent {} key updates for 4 MiB at 64 KiB",
+        stream.key_updates_sent()
+    );
     stream.shutdown(Shutdown::Write).unwrap();
     let mut reply = [0u8; 16];
     stream.read_exact(&mut reply).unwrap();
-    assert_eq!(u64::from_be_bytes(reply[..8].try_into().unwrap()), checksum(&data));
-    assert_eq!(u64::from_be_bytes(reply[8..].try_into().unwrap()), 0, "the server sent only 16 bytes");
+    assert_eq!(
+        u64::from_be_bytes(reply[..8].try_into().unwrap()),
+        checksum(&data)
+    );
+    assert_eq!(
+        u64::from_be_bytes(reply[8..].try_into().unwrap()),
+        0,
+        "the server sent only 16 bytes"
+    );
     stream.close().unwrap();
 }
