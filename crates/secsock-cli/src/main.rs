@@ -2,6 +2,8 @@
 //! `openssl s_server` / `s_client`, on the secsock platform.
 
 mod authority;
+mod demo;
+mod doctor;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
@@ -27,6 +29,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole client and server flow on a fresh, temporary trust domain, on loopback.
+    Demo,
+    /// Create a trust domain: a CA, this host's identity, and a policy that uses them.
+    Init(InitArgs),
+    /// Issue an identity for a principal, signed by the trust domain's CA, into a directory
+    /// another host can copy and use as-is.
+    Issue(IssueArgs),
+    /// Check a policy and every file it names; say what is wrong and how to fix it.
+    Doctor(DoctorArgs),
     /// Run a secured echo server: every byte received is sent back.
     Serve(ServeArgs),
     /// Connect to a secured server: standard input is sent, what comes back is printed.
@@ -41,6 +52,69 @@ struct PolicyArg {
     /// then /etc/secsock/policy.toml).
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct InitArgs {
+    /// Where to create the trust domain (default: the per-user config directory, where
+    /// serve/connect/query find the policy without --policy).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// The trust domain's name, e.g. example.test (also the Kerberos realm, uppercased).
+    #[arg(long, value_name = "DOMAIN", default_value = "secsock.internal")]
+    domain: String,
+    /// This host's principal (default: host/<this host's name>).
+    #[arg(long, value_name = "PRINCIPAL")]
+    name: Option<String>,
+    /// Key algorithm of the CA and the identity: p256 or ed25519.
+    #[arg(long, value_name = "ALG", default_value = "p256")]
+    algorithm: authority::KeyAlgorithm,
+    /// Validity of this host's identity, in days (the CA gets ten years).
+    #[arg(long, value_name = "N", default_value_t = 365)]
+    days: u32,
+    /// Replace an existing trust domain in DIR.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct IssueArgs {
+    /// The principal: host/NAME[@REALM], service/NAME[:port][/name], a DNS name, an IP,
+    /// spiffe://domain/path, user:NAME@DOMAIN.
+    principal: String,
+    #[command(flatten)]
+    policy: PolicyArg,
+    /// Directory to write the identity and its policy into.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Validity in days.
+    #[arg(long, value_name = "N", default_value_t = 90)]
+    days: u32,
+    /// Key algorithm: p256 or ed25519.
+    #[arg(long, value_name = "ALG", default_value = "p256")]
+    algorithm: authority::KeyAlgorithm,
+    /// Replace an existing identity in DIR.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct DoctorArgs {
+    #[command(flatten)]
+    policy: PolicyArg,
+    /// Print the findings as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Check as of this time instead of now (RFC 3339, e.g. 2027-01-01T00:00:00Z): will
+    /// the setup still work then?
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    at: Option<std::time::SystemTime>,
+}
+
+fn parse_time(text: &str) -> Result<std::time::SystemTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(std::time::SystemTime::from)
+        .map_err(|e| format!("`{text}` is not an RFC 3339 time such as 2027-01-01T00:00:00Z: {e}"))
 }
 
 #[derive(Args)]
@@ -91,6 +165,10 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo => demo::run(),
+        Command::Init(args) => init(args),
+        Command::Issue(args) => issue(args),
+        Command::Doctor(args) => return doctor(args),
         Command::Serve(args) => serve(args),
         Command::Connect(args) => connect(args),
         Command::Query(args) => query(args),
@@ -101,6 +179,162 @@ fn main() -> ExitCode {
             eprintln!("secsock: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The per-user configuration directory of the discovery order.
+fn per_user_dir() -> Result<PathBuf> {
+    secsock::Policy::discovery_candidates()
+        .into_iter()
+        .find(|(_, why)| *why == "per-user config")
+        .and_then(|(path, _)| path.parent().map(PathBuf::from))
+        .ok_or_else(|| {
+            anyhow!(
+                "no per-user config directory ($XDG_CONFIG_HOME and $HOME are unset): pass --dir"
+            )
+        })
+}
+
+fn init(args: InitArgs) -> Result<()> {
+    let dir = match args.dir {
+        Some(dir) => dir,
+        None => per_user_dir()?,
+    };
+    let policy_path = dir.join("policy.toml");
+    if policy_path.exists() && !args.force {
+        bail!(
+            "{} already exists: a trust domain is there; pass --force to replace it",
+            policy_path.display()
+        );
+    }
+    let principal = match &args.name {
+        Some(name) => secsock::PrincipalName::parse(name).context("--name")?,
+        None => secsock::PrincipalName::parse(&format!(
+            "host/{}",
+            authority::this_host_name(Some(&args.domain))
+        ))
+        .context("this host's name does not make a principal; pass --name")?,
+    };
+    let realm = args.domain.to_ascii_uppercase();
+    let ca = authority::CertificateAuthority::create(&args.domain, args.algorithm, 3650)?;
+    let identity = ca.issue(&principal, &realm, args.algorithm, args.days)?;
+    authority::write_ca(&dir, &ca, args.force)?;
+    let policy = authority::write_identity_dir(
+        &dir,
+        &identity,
+        ca.certificate_pem(),
+        Some(("ca/ca.crt", "ca/ca.key")),
+        args.force,
+    )?;
+    println!(
+        "Created trust domain `{}` in {}",
+        args.domain,
+        dir.display()
+    );
+    println!(
+        "  CA:        {} (key {}, mode 0600)",
+        dir.join("ca/ca.crt").display(),
+        dir.join("ca/ca.key").display()
+    );
+    println!("  identity:  {principal}");
+    println!("  policy:    {}", policy.display());
+    println!(
+        "Next: `secsock issue host/OTHER.{} --out DIR` for another host, then copy DIR there.",
+        args.domain
+    );
+    if let Some(env) = std::env::var_os("SECSOCK_POLICY").filter(|v| !v.is_empty()) {
+        if std::path::Path::new(&env) != policy {
+            eprintln!(
+                "secsock: note: $SECSOCK_POLICY={} takes precedence over this policy",
+                PathBuf::from(env).display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn issue(args: IssueArgs) -> Result<()> {
+    let policy = match &args.policy.policy {
+        Some(path) => secsock::Policy::load(path)?,
+        None => secsock::Policy::discover()?,
+    };
+    let authority = policy.authority.as_ref().ok_or_else(|| {
+        anyhow!(
+            "{} has no [authority] section: run `secsock issue` on the host where `secsock init` created the trust domain",
+            policy.source.display()
+        )
+    })?;
+    let ca = authority::CertificateAuthority::load(
+        &authority.certificate_file,
+        &authority.private_key_file,
+    )?;
+    let principal = secsock::PrincipalName::parse(&args.principal).context("PRINCIPAL")?;
+    let realm = ca.domain().to_ascii_uppercase();
+    let identity = ca.issue(&principal, &realm, args.algorithm, args.days)?;
+    let written = authority::write_identity_dir(
+        &args.out,
+        &identity,
+        ca.certificate_pem(),
+        None,
+        args.force,
+    )?;
+    println!("Issued {principal}, valid {} days", args.days);
+    println!("  policy: {}", written.display());
+    println!(
+        "Copy {} to the host; there, run `secsock serve --policy DIR/policy.toml` or set SECSOCK_POLICY.",
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn doctor(args: DoctorArgs) -> ExitCode {
+    let path = match args.policy.policy {
+        Some(path) => path,
+        None => match secsock::Policy::discovery_candidates()
+            .into_iter()
+            .find(|(p, _)| p.exists())
+        {
+            Some((path, _)) => path,
+            None => {
+                let looked: Vec<String> = secsock::Policy::discovery_candidates()
+                    .iter()
+                    .map(|(p, why)| format!("{} ({why})", p.display()))
+                    .collect();
+                let report = doctor::Report {
+                    policy: PathBuf::new(),
+                    healthy: false,
+                    findings: vec![doctor::Finding {
+                        severity: doctor::Severity::Error,
+                        check: "policy",
+                        file: None,
+                        line: None,
+                        key: None,
+                        problem: format!("no policy file found; looked in: {}", looked.join(", ")),
+                        fix: "create a trust domain with `secsock init`, or name the policy with --policy FILE".into(),
+                    }],
+                    notes: Vec::new(),
+                };
+                return print_report(&report, args.json);
+            }
+        },
+    };
+    let now = args.at.unwrap_or_else(std::time::SystemTime::now);
+    print_report(&doctor::check(&path, now), args.json)
+}
+
+fn print_report(report: &doctor::Report, json: bool) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).unwrap_or_default()
+        );
+    } else {
+        doctor::print_human(report);
+    }
+    if report.healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -181,7 +181,7 @@ pub enum NegotiationError {
     #[error("the client presented no certificate: secsock requires mutual authentication")]
     PeerSentNoCertificate,
     /// The peer rejected our certificate (it sent a certificate-related alert).
-    #[error("the {peer} refused our certificate ({alert}); check that it trusts this host's CA and that our identity is valid")]
+    #[error("the {peer} refused our certificate ({alert}): {}", refusal_hint(.alert))]
     PeerRefusedOurCertificate {
         /// Who refused.
         peer: Peer,
@@ -253,6 +253,22 @@ fn before_time(not_before: &Option<SystemTime>, now: &Option<SystemTime>) -> Str
         ),
         (Some(b), None) => format!(": valid from {}", format_system_time(*b)),
         _ => String::new(),
+    }
+}
+
+/// What a certificate-related alert from the peer most likely means.
+fn refusal_hint(alert: &str) -> &'static str {
+    match alert.strip_prefix("alert ").unwrap_or(alert) {
+        "unknown_ca" => "it does not trust the CA that issued this host's identity",
+        "certificate_expired" => {
+            "it considers our certificate expired or not yet valid (check it, and both clocks)"
+        }
+        "certificate_revoked" => "our certificate is on its revocation list",
+        "certificate_required" => "it requires a client certificate",
+        "access_denied" => "it does not allow this host's identity",
+        "decrypt_error" => "our handshake signature did not verify",
+        "unsupported_certificate" => "our certificate is not valid for this use (key usage)",
+        _ => "it rejected our certificate, for example because it expected another name",
     }
 }
 

@@ -892,7 +892,7 @@ impl Ctx<'_> {
         let mut errors = Vec::new();
         let crypto = self
             .crypto_policies(raw.crypto.unwrap_or_default())
-            .map_err(|e| errors.push(e))
+            .map_err(|e| errors.extend(e))
             .ok();
         // Without the crypto policies, `defaults.crypto` cannot be checked.
         let defaults = crypto.as_ref().and_then(|crypto| {
@@ -962,28 +962,37 @@ impl Ctx<'_> {
         }
     }
 
+    /// Every `[crypto.NAME]` section; each section is checked even if another is wrong.
     fn crypto_policies(
         &self,
         sections: BTreeMap<Spanned<String>, Spanned<RawCrypto>>,
-    ) -> Result<Vec<CryptoPolicy>, PolicyError> {
+    ) -> Result<Vec<CryptoPolicy>, Vec<PolicyError>> {
         // The map is ordered by name; the file order is the order of the names' spans.
         let mut sections: Vec<_> = sections.into_iter().collect();
         sections.sort_by_key(|(name, _)| name.span().start);
         let mut policies: Vec<CryptoPolicy> = Vec::with_capacity(sections.len() + 1);
+        let mut errors = Vec::new();
         for (name, raw) in sections {
             let prefix = format!("crypto.{}", toml_key(name.get_ref()));
             if name.get_ref().is_empty() {
-                return Err(self.invalid(
+                errors.push(self.invalid(
                     name.span(),
                     &prefix,
                     "a crypto policy needs a non-empty name",
                 ));
+                continue;
             }
             let id_span = raw.get_ref().id.as_ref().map(Spanned::span);
-            let policy = self.crypto_policy(name.get_ref(), &prefix, raw.into_inner())?;
+            let policy = match self.crypto_policy(name.get_ref(), &prefix, raw.into_inner()) {
+                Ok(policy) => policy,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
             if let (Some(id), Some(span)) = (policy.id, id_span) {
                 if let Some(other) = policies.iter().find(|p| p.id == Some(id)) {
-                    return Err(self.invalid(
+                    errors.push(self.invalid(
                         span,
                         &format!("{prefix}.id"),
                         format!(
@@ -992,9 +1001,13 @@ impl Ctx<'_> {
                             toml_key(&other.name)
                         ),
                     ));
+                    continue;
                 }
             }
             policies.push(policy);
+        }
+        if !errors.is_empty() {
+            return Err(errors);
         }
         if !policies.iter().any(|p| p.name == STANDARD) {
             policies.insert(0, CryptoPolicy::standard());

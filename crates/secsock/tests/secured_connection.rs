@@ -270,7 +270,7 @@ fn a_client_from_another_trust_domain_is_refused_on_both_sides() {
         // TLS 1.3: the client finishes first; the server's refusal arrives as an alert.
         s.write_all(b"hello")?;
         let mut buf = [0u8; 8];
-        s.read(&mut buf)?;
+        let _ = s.read(&mut buf)?;
         Ok(())
     });
     let err = result.unwrap_err();

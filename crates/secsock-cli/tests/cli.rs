@@ -1,0 +1,723 @@
+//! The `secsock` command, run as a user would: init, issue, serve, connect, query,
+//! doctor, demo. Real processes, real TCP on loopback.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+fn secsock() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_secsock"));
+    // Never discover the developer's own policy.
+    cmd.env_remove("SECSOCK_POLICY")
+        .env("XDG_CONFIG_HOME", "/nonexistent-secsock-test")
+        .env("HOME", "/nonexistent-secsock-test");
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    secsock().args(args).output().expect("run secsock")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// A trust domain made with `secsock init` (server identity) and `secsock issue` (client).
+struct Domain {
+    dir: tempfile::TempDir,
+}
+
+impl Domain {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca-host");
+        let out = run(&[
+            "init",
+            "--dir",
+            p(&ca),
+            "--domain",
+            "example.test",
+            "--name",
+            "host/server.example.test",
+        ]);
+        assert!(out.status.success(), "init: {}", text(&out.stderr));
+        let d = Self { dir };
+        d.issue("host/client.example.test", "client", &[]);
+        d
+    }
+
+    fn server_policy(&self) -> PathBuf {
+        self.dir.path().join("ca-host/policy.toml")
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn issue(&self, principal: &str, out: &str, extra: &[&str]) -> PathBuf {
+        let out_dir = self.path(out);
+        let server_policy = self.server_policy();
+        let mut args = vec![
+            "issue",
+            principal,
+            "--policy",
+            p(&server_policy),
+            "--out",
+            p(&out_dir),
+        ];
+        args.extend_from_slice(extra);
+        let result = run(&args);
+        assert!(result.status.success(), "issue: {}", text(&result.stderr));
+        out_dir.join("policy.toml")
+    }
+}
+
+/// `secsock serve`, killed on drop; its stdout lines arrive on `lines`.
+struct Server {
+    child: Child,
+    addr: String,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(policy: &Path, extra: &[&str]) -> Server {
+    let mut child = secsock()
+        .args(["serve", "--policy", p(policy), "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (addr_tx, addr_rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("secsock: listening on ") {
+                let _ = addr_tx.send(addr.to_string());
+            }
+        }
+    });
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("serve did not start");
+    Server { child, addr, lines }
+}
+
+fn connect(policy: &Path, peer: &str, addr: &str, input: &[u8]) -> Output {
+    let mut child = secsock()
+        .args(["connect", "--policy", p(policy), "--peer-name", peer, addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+#[test]
+fn help_is_available_for_every_command() {
+    for cmd in [
+        "", "demo", "init", "issue", "doctor", "serve", "connect", "query",
+    ] {
+        let args: Vec<&str> = if cmd.is_empty() {
+            vec!["--help"]
+        } else {
+            vec![cmd, "--help"]
+        };
+        let out = run(&args);
+        assert!(out.status.success(), "{cmd} --help");
+        assert!(text(&out.stdout).contains("Usage:"), "{cmd} --help");
+    }
+}
+
+#[test]
+fn demo_prints_the_sample_lines_and_leaves_nothing_behind() {
+    let out = run(&["demo"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        text(&out.stderr)
+    );
+    for line in [
+        "Secure connection established to the server",
+        "Sent 8 bytes of data to the server",
+        "Received 8 bytes of data from the server",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "missing `{line}` in:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("SECURED | ENCRYPTED"));
+    assert!(stdout.contains("X25519MLKEM768 (post-quantum hybrid)"));
+    assert!(stdout.contains("client proved: client.example.test"));
+    assert!(
+        stdout.contains("peer name mismatch: expected `host/other.example.test`"),
+        "{stdout}"
+    );
+    let temp = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Creating a trust domain `example.test` in "))
+        .and_then(|rest| rest.split(" (").next())
+        .expect("the demo names its directory");
+    assert!(!Path::new(temp).exists(), "{temp} was left behind");
+}
+
+#[test]
+fn init_issue_serve_connect_round_trip_across_two_identities() {
+    let domain = Domain::new();
+    let server = serve(&domain.server_policy(), &[]);
+    let out = connect(
+        &domain.path("client/policy.toml"),
+        "host/server.example.test",
+        &server.addr,
+        b"hello over secsock\n",
+    );
+    assert!(out.status.success(), "connect: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello over secsock\n");
+    let line = server.lines.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        line.contains("127.0.0.1:") && line.ends_with("secured: client.example.test"),
+        "{line}"
+    );
+
+    // A larger input crosses intact (the client interleaves sending and receiving).
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let out = connect(
+        &domain.path("client/policy.toml"),
+        "server.example.test",
+        &server.addr,
+        &big,
+    );
+    assert!(out.status.success(), "connect: {}", text(&out.stderr));
+    assert!(
+        out.stdout == big,
+        "echo of 3 MB differs ({} bytes back)",
+        out.stdout.len()
+    );
+}
+
+#[test]
+fn connect_naming_the_wrong_peer_fails_with_both_names() {
+    let domain = Domain::new();
+    let server = serve(&domain.server_policy(), &[]);
+    let out = connect(
+        &domain.path("client/policy.toml"),
+        "host/db.example.test",
+        &server.addr,
+        b"secret",
+    );
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("expected `host/db.example.test`") && err.contains("DNS:server.example.test"),
+        "{err}"
+    );
+}
+
+#[test]
+fn query_json_has_the_documented_keys() {
+    let domain = Domain::new();
+    let server = serve(&domain.server_policy(), &["--json"]);
+    let out = run(&[
+        "query",
+        "--policy",
+        p(&domain.path("client/policy.toml")),
+        "--peer-name",
+        "host/server.example.test",
+        "--json",
+        &server.addr,
+    ]);
+    assert!(out.status.success(), "query: {}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["secured"], true);
+    assert_eq!(v["encrypted"], true);
+    assert_eq!(v["impersonated"], false);
+    assert_eq!(
+        v["peer_machine"]["names"],
+        serde_json::json!(["server.example.test"])
+    );
+    assert!(v["peer_machine"]["not_before"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+    assert!(v["peer_machine"]["not_after"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+    assert!(v["peer_application"].is_null());
+    assert_eq!(v["protocol_version"], "TLSv1.3");
+    assert_eq!(v["cipher_suite"], "TLS13_AES_128_GCM_SHA256");
+    assert_eq!(v["key_exchange_group"], "X25519MLKEM768");
+    assert_eq!(v["resumed"], false);
+    assert_eq!(v["session_id"].as_str().unwrap().len(), 32);
+    assert_eq!(v["connection_id"].as_str().unwrap().len(), 32);
+    assert!(v["negotiation_error"].is_null());
+    // serve --json prints the server side's view, one object per line.
+    let line = server.lines.recv_timeout(Duration::from_secs(10)).unwrap();
+    let s: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        s["peer_machine"]["names"],
+        serde_json::json!(["client.example.test"])
+    );
+    assert!(s["peer_address"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+}
+
+#[test]
+fn init_refuses_to_overwrite_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("domain");
+    let args = ["init", "--dir", p(&target), "--domain", "example.test"];
+    assert!(run(&args).status.success());
+    let before = std::fs::read(target.join("ca/ca.crt")).unwrap();
+    let again = run(&args);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("--force"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(
+        std::fs::read(target.join("ca/ca.crt")).unwrap(),
+        before,
+        "the CA was not touched"
+    );
+    let forced = run(&[
+        "init",
+        "--dir",
+        p(&target),
+        "--domain",
+        "example.test",
+        "--force",
+    ]);
+    assert!(forced.status.success(), "{}", text(&forced.stderr));
+    assert_ne!(std::fs::read(target.join("ca/ca.crt")).unwrap(), before);
+    let mode = std::fs::metadata(target.join("ca/ca.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn init_defaults_to_the_per_user_config_that_discovery_finds() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_secsock"))
+        .args([
+            "init",
+            "--domain",
+            "example.test",
+            "--name",
+            "host/server.example.test",
+        ])
+        .env_remove("SECSOCK_POLICY")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(home.path().join(".config/secsock/policy.toml").exists());
+    // doctor with no --policy finds it.
+    let doctor = Command::new(env!("CARGO_BIN_EXE_secsock"))
+        .arg("doctor")
+        .env_remove("SECSOCK_POLICY")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(doctor.status.success(), "{}", text(&doctor.stdout));
+    assert!(text(&doctor.stdout).contains("healthy"));
+}
+
+#[test]
+fn issue_covers_every_principal_form() {
+    let domain = Domain::new();
+    for (i, principal) in [
+        "db.example.test",
+        "http/web.example.test:8080",
+        "192.0.2.7",
+        "spiffe://example.test/ns/db",
+        "user:alice@EXAMPLE.TEST",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let policy = domain.issue(principal, &format!("id{i}"), &[]);
+        let doctor = run(&["doctor", "--policy", p(&policy)]);
+        assert!(
+            doctor.status.success(),
+            "{principal}: {}",
+            text(&doctor.stdout)
+        );
+    }
+}
+
+#[test]
+fn policy_errors_name_file_line_and_key() {
+    let domain = Domain::new();
+    let client = domain.path("client/policy.toml");
+    let original = std::fs::read_to_string(&client).unwrap();
+    let query = |policy: &Path| {
+        run(&[
+            "query",
+            "--policy",
+            p(policy),
+            "--peer-name",
+            "server.example.test",
+            "127.0.0.1:9",
+        ])
+    };
+
+    let missing = query(&domain.path("nowhere/policy.toml"));
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("nowhere/policy.toml: cannot read the policy file"),
+        "{}",
+        text(&missing.stderr)
+    );
+
+    std::fs::write(&client, format!("{original}\n[defaults\n")).unwrap();
+    let syntax = text(&query(&client).stderr);
+    let line = original.lines().count() + 2;
+    assert!(
+        syntax.contains(&format!("policy.toml:{line}:")) && syntax.contains("TOML"),
+        "{syntax}"
+    );
+
+    std::fs::write(
+        &client,
+        original.replace("handshake_timeout", "handshake_timout"),
+    )
+    .unwrap();
+    let unknown = text(&query(&client).stderr);
+    assert!(
+        unknown.contains("unknown key `handshake_timout`"),
+        "{unknown}"
+    );
+
+    std::fs::write(&client, &original).unwrap();
+    let key = domain.path("client/identity/host.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mode = text(&query(&client).stderr);
+    assert!(
+        mode.contains("identity.private_key")
+            && mode.contains("0644")
+            && mode.contains("chmod 600"),
+        "{mode}"
+    );
+}
+
+// ---- doctor: each broken case on its own ----
+
+fn doctor(policy: &Path, extra: &[&str]) -> (bool, String, serde_json::Value) {
+    let mut args = vec!["doctor", "--policy", p(policy)];
+    args.extend_from_slice(extra);
+    let human = run(&args);
+    let mut json_args = args.clone();
+    json_args.push("--json");
+    let json = run(&json_args);
+    assert_eq!(human.status.success(), json.status.success());
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["healthy"], human.status.success());
+    (human.status.success(), text(&human.stdout), value)
+}
+
+fn assert_finding(policy: &Path, extra: &[&str], problem: &str, fix: &str) {
+    let (ok, human, json) = doctor(policy, extra);
+    assert!(!ok, "doctor called this healthy:\n{human}");
+    assert!(human.contains(problem), "no `{problem}` in:\n{human}");
+    assert!(
+        human.contains(&format!("fix: {fix}")) || human.contains(fix),
+        "no fix `{fix}` in:\n{human}"
+    );
+    let findings = json["findings"].as_array().unwrap();
+    assert!(findings
+        .iter()
+        .any(|f| f["problem"].as_str().unwrap().contains(problem)
+            && !f["fix"].as_str().unwrap().is_empty()));
+}
+
+#[test]
+fn doctor_says_healthy_and_exits_0() {
+    let domain = Domain::new();
+    for policy in [domain.server_policy(), domain.path("client/policy.toml")] {
+        let (ok, human, json) = doctor(&policy, &[]);
+        assert!(ok, "{human}");
+        assert!(human.contains("healthy"));
+        assert_eq!(json["findings"], serde_json::json!([]));
+    }
+}
+
+#[test]
+fn doctor_finds_a_missing_policy_file() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_finding(
+        &dir.path().join("policy.toml"),
+        &[],
+        "cannot read the policy file",
+        "secsock init",
+    );
+}
+
+#[test]
+fn doctor_finds_a_missing_referenced_file() {
+    let domain = Domain::new();
+    std::fs::remove_file(domain.path("client/trust/ca.crt")).unwrap();
+    assert_finding(
+        &domain.path("client/policy.toml"),
+        &[],
+        "No such file",
+        "correct the path",
+    );
+}
+
+#[test]
+fn doctor_finds_an_unreadable_file() {
+    let domain = Domain::new();
+    // A directory where the certificate should be cannot be read (even by root).
+    let cert = domain.path("client/identity/host.crt");
+    std::fs::remove_file(&cert).unwrap();
+    std::fs::create_dir(&cert).unwrap();
+    assert_finding(
+        &domain.path("client/policy.toml"),
+        &[],
+        "Is a directory",
+        "identity.certificate",
+    );
+}
+
+#[test]
+fn doctor_finds_a_key_readable_by_others() {
+    let domain = Domain::new();
+    let key = domain.path("client/identity/host.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_finding(
+        &domain.path("client/policy.toml"),
+        &[],
+        "0644",
+        &format!("chmod 600 {}", key.display()),
+    );
+}
+
+#[test]
+fn doctor_finds_a_key_that_does_not_match_the_certificate() {
+    let domain = Domain::new();
+    domain.issue("host/other.example.test", "other", &[]);
+    std::fs::copy(
+        domain.path("other/identity/host.key"),
+        domain.path("client/identity/host.key"),
+    )
+    .unwrap();
+    assert_finding(
+        &domain.path("client/policy.toml"),
+        &[],
+        "is not the private key of the certificate",
+        "key that belongs",
+    );
+}
+
+#[test]
+fn doctor_finds_a_chain_that_does_not_lead_to_an_anchor() {
+    let domain = Domain::new();
+    let stranger = Domain::new();
+    std::fs::copy(
+        stranger.path("ca-host/ca/ca.crt"),
+        domain.path("client/trust/ca.crt"),
+    )
+    .unwrap();
+    assert_finding(
+        &domain.path("client/policy.toml"),
+        &[],
+        "does not lead to any of the policy's trust anchors",
+        "[trust] anchors",
+    );
+}
+
+#[test]
+fn doctor_finds_an_expired_certificate() {
+    let domain = Domain::new();
+    let policy = domain.issue("host/short.example.test", "short", &["--days", "1"]);
+    let later = (time::OffsetDateTime::now_utc() + time::Duration::days(3))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    assert_finding(
+        &policy,
+        &["--at", &later],
+        "the identity certificate expired at",
+        "secsock issue",
+    );
+}
+
+#[test]
+fn doctor_finds_a_certificate_expiring_within_7_days() {
+    let domain = Domain::new();
+    let policy = domain.issue("host/short.example.test", "short", &["--days", "3"]);
+    assert_finding(&policy, &[], "expires within 7 days", "secsock issue");
+}
+
+#[test]
+fn doctor_finds_a_certificate_not_yet_valid() {
+    let domain = Domain::new();
+    assert_finding(
+        &domain.path("client/policy.toml"),
+        &["--at", "2001-01-01T00:00:00Z"],
+        "is not valid until",
+        "clock",
+    );
+}
+
+#[test]
+fn doctor_finds_a_certificate_without_principal_names() {
+    let domain = Domain::new();
+    // Made with openssl from the domain's CA: a certificate with no SAN at all.
+    let dir = domain.path("client/identity");
+    let ca = domain.path("ca-host/ca");
+    let key = dir.join("host.key");
+    let csr = dir.join("bare.csr");
+    // An X.509 v3 certificate with extensions, but no subjectAltName.
+    let v3 = dir.join("v3.cnf");
+    std::fs::write(
+        &v3,
+        "[v3]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-key",
+            p(&key),
+            "-subj",
+            "/CN=bare",
+            "-out",
+            p(&csr),
+        ])
+        .status()
+        .unwrap()
+        .success()
+        && Command::new("openssl")
+            .args([
+                "x509",
+                "-req",
+                "-in",
+                p(&csr),
+                "-CA",
+                p(&ca.join("ca.crt")),
+                "-CAkey",
+                p(&ca.join("ca.key")),
+                "-set_serial",
+                "77",
+                "-days",
+                "30",
+                "-out",
+                p(&dir.join("host.crt")),
+                "-extfile",
+                p(&v3),
+                "-extensions",
+                "v3",
+            ])
+            .status()
+            .unwrap()
+            .success();
+    assert!(ok, "openssl failed");
+    assert_finding(
+        &domain.path("client/policy.toml"),
+        &[],
+        "proves no principal name",
+        "secsock issue",
+    );
+}
+
+#[test]
+fn doctor_finds_toml_errors_with_their_line() {
+    let domain = Domain::new();
+    let policy = domain.path("client/policy.toml");
+    let original = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, format!("{original}\n[crypto.standard\n")).unwrap();
+    let (ok, human, json) = doctor(&policy, &[]);
+    assert!(!ok);
+    let line = original.lines().count() + 2;
+    assert_eq!(json["findings"][0]["line"], line, "{human}");
+    assert!(
+        human.contains(&format!("correct the TOML syntax at line {line}")),
+        "{human}"
+    );
+}
+
+#[test]
+fn doctor_finds_unknown_crypto_names() {
+    let domain = Domain::new();
+    let policy = domain.path("client/policy.toml");
+    let original = std::fs::read_to_string(&policy).unwrap();
+    // Two wrong sections: both are reported in one run.
+    std::fs::write(
+        &policy,
+        format!("{original}\n[crypto.strict]\nkey_exchange = [\"X448\"]\n[crypto.old]\ncipher_suites = [\"TLS_RSA_WITH_AES_128_CBC_SHA\"]\n"),
+    )
+    .unwrap();
+    assert_finding(
+        &policy,
+        &[],
+        "unknown key exchange group `X448`",
+        "values the message lists",
+    );
+    assert_finding(&policy, &[], "TLS 1.3 only", "values the message lists");
+}
+
+#[test]
+fn serve_reports_each_refused_connection_and_keeps_serving() {
+    let domain = Domain::new();
+    let server = serve(&domain.server_policy(), &[]);
+    // A plain TCP client that talks HTTP.
+    let mut plain = std::net::TcpStream::connect(&server.addr).unwrap();
+    plain.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut back = Vec::new();
+    let _ = plain.read_to_end(&mut back);
+    assert!(!String::from_utf8_lossy(&back).contains("GET"));
+    // Still serving.
+    let out = connect(
+        &domain.path("client/policy.toml"),
+        "host/server.example.test",
+        &server.addr,
+        b"after\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "after\n");
+}
