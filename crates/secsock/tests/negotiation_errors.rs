@@ -159,7 +159,7 @@ fn a_silent_client_times_out_on_the_server_while_others_are_served() {
         started.elapsed() < Duration::from_millis(400),
         "the silent client delayed another"
     );
-    let mut outcomes = vec![srv.outcome(), srv.outcome()];
+    let mut outcomes = [srv.outcome(), srv.outcome()];
     outcomes.sort_by_key(|o| o.is_ok());
     let timeout = outcomes[0].as_ref().unwrap_err();
     assert!(
