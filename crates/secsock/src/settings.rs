@@ -104,8 +104,9 @@ flag_set! {
         /// secured connection always satisfies it.
         GUARANTEE_ENCRYPTION = 0x1,
         /// `SOCKET_SETTINGS_ALLOW_INSECURE` (0x2): clear text is allowed where the peer plainly
-        /// does not speak TLS. Never on a failed verification. Conflicts with
-        /// `GUARANTEE_ENCRYPTION`.
+        /// does not speak TLS; never on a failed verification. Conflicts with
+        /// `GUARANTEE_ENCRYPTION`. This version validates the flag but does not fall back
+        /// yet: a socket with it fails closed, exactly as without it.
         ALLOW_INSECURE = 0x2,
     }
 }
