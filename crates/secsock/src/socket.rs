@@ -59,13 +59,17 @@ impl std::fmt::Debug for SecureSocket {
     }
 }
 
-fn family_name(domain: Domain) -> Option<&'static str> {
+/// The family's name; only IPv4 and IPv6 sockets can be secured (`WSAEAFNOSUPPORT`).
+fn family_name(domain: Domain) -> io::Result<&'static str> {
     if domain == Domain::IPV4 {
-        Some("IPv4")
+        Ok("IPv4")
     } else if domain == Domain::IPV6 {
-        Some("IPv6")
+        Ok("IPv6")
     } else {
-        None
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "secured sockets are IPv4 or IPv6 (WSAEAFNOSUPPORT)",
+        ))
     }
 }
 
@@ -82,31 +86,25 @@ impl SecureSocket {
     }
 
     fn create(domain: Domain, platform: Option<Arc<Platform>>) -> Result<Self, Error> {
-        let family = family_name(domain).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::Unsupported,
-                "secured sockets are IPv4 or IPv6 (WSAEAFNOSUPPORT)",
-            )
-        })?;
+        let family = family_name(domain)?;
         let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
-        Ok(Self {
+        Ok(Self::wrap(socket, family, platform))
+    }
+
+    fn wrap(socket: Socket, family: &'static str, platform: Option<Arc<Platform>>) -> Self {
+        Self {
             socket,
             family,
             platform,
             secured: None,
             target: None,
-        })
+        }
     }
 
     /// Takes an ordinary TCP socket made elsewhere, to turn security on for it. The rules
     /// still apply: if it is already bound or connected, `set_security` says so.
     pub fn from_socket(socket: Socket, platform: Option<Arc<Platform>>) -> Result<Self, Error> {
-        let family = family_name(socket.domain()?).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::Unsupported,
-                "secured sockets are IPv4 or IPv6 (WSAEAFNOSUPPORT)",
-            )
-        })?;
+        let family = family_name(socket.domain()?)?;
         if socket.r#type()? != Type::STREAM {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -114,13 +112,7 @@ impl SecureSocket {
             )
             .into());
         }
-        Ok(Self {
-            socket,
-            family,
-            platform,
-            secured: None,
-            target: None,
-        })
+        Ok(Self::wrap(socket, family, platform))
     }
 
     fn connected_to(&self) -> Option<SocketAddr> {

@@ -193,3 +193,12 @@ fn a_named_crypto_policy_is_used() {
     assert!(!info.key_exchange_group.unwrap().post_quantum);
     stream.close().unwrap();
 }
+
+#[test]
+fn only_ip_stream_sockets_can_be_secured() {
+    let err = SecureSocket::new(Domain::UNIX).unwrap_err();
+    assert!(err.to_string().contains("WSAEAFNOSUPPORT"), "{err}");
+    let udp = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+    let err = SecureSocket::from_socket(udp, None).unwrap_err();
+    assert!(err.to_string().contains("TCP stream sockets"), "{err}");
+}
