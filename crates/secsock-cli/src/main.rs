@@ -75,6 +75,9 @@ struct InitArgs {
     /// Replace an existing trust domain in DIR.
     #[arg(long)]
     force: bool,
+    /// Print what was created as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -96,6 +99,9 @@ struct IssueArgs {
     /// Replace an existing identity in DIR.
     #[arg(long)]
     force: bool,
+    /// Print what was issued as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -226,22 +232,40 @@ fn init(args: InitArgs) -> Result<()> {
         Some(("ca/ca.crt", "ca/ca.key")),
         args.force,
     )?;
-    println!(
-        "Created trust domain `{}` in {}",
-        args.domain,
-        dir.display()
-    );
-    println!(
-        "  CA:        {} (key {}, mode 0600)",
-        dir.join("ca/ca.crt").display(),
-        dir.join("ca/ca.key").display()
-    );
-    println!("  identity:  {principal}");
-    println!("  policy:    {}", policy.display());
-    println!(
-        "Next: `secsock issue host/OTHER.{} --out DIR` for another host, then copy DIR there.",
-        args.domain
-    );
+    let ca_certificate = dir.join("ca/ca.crt");
+    let ca_key = dir.join("ca/ca.key");
+    if args.json {
+        let value = serde_json::json!({
+            "domain": args.domain,
+            "dir": dir,
+            "policy": policy,
+            "ca_certificate": ca_certificate,
+            "ca_private_key": ca_key,
+            "principal": principal.to_string(),
+            "not_after": rfc3339(identity.not_after),
+        });
+        println!("{value:#}");
+    } else {
+        println!(
+            "Created trust domain `{}` in {}",
+            args.domain,
+            dir.display()
+        );
+        println!(
+            "  CA:        {} (key {}, mode 0600)",
+            ca_certificate.display(),
+            ca_key.display()
+        );
+        println!(
+            "  identity:  {principal}, valid until {}",
+            rfc3339(identity.not_after)
+        );
+        println!("  policy:    {}", policy.display());
+        println!(
+            "Next: `secsock issue host/OTHER.{} --out DIR` for another host, then copy DIR there.",
+            args.domain
+        );
+    }
     if let Some(env) = std::env::var_os("SECSOCK_POLICY").filter(|v| !v.is_empty()) {
         if std::path::Path::new(&env) != policy {
             eprintln!(
@@ -278,13 +302,34 @@ fn issue(args: IssueArgs) -> Result<()> {
         None,
         args.force,
     )?;
-    println!("Issued {principal}, valid {} days", args.days);
-    println!("  policy: {}", written.display());
-    println!(
-        "Copy {} to the host; there, run `secsock serve --policy DIR/policy.toml` or set SECSOCK_POLICY.",
-        args.out.display()
-    );
+    if args.json {
+        let value = serde_json::json!({
+            "principal": principal.to_string(),
+            "policy": written,
+            "certificate": args.out.join("identity/host.crt"),
+            "private_key": args.out.join("identity/host.key"),
+            "trust_anchor": args.out.join("trust/ca.crt"),
+            "not_after": rfc3339(identity.not_after),
+        });
+        println!("{value:#}");
+    } else {
+        println!(
+            "Issued {principal}, valid until {}",
+            rfc3339(identity.not_after)
+        );
+        println!("  policy: {}", written.display());
+        println!(
+            "Copy {} to the host; there, run `secsock serve --policy DIR/policy.toml` or set SECSOCK_POLICY.",
+            args.out.display()
+        );
+    }
     Ok(())
+}
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| format!("{t:?}"))
 }
 
 fn doctor(args: DoctorArgs) -> ExitCode {

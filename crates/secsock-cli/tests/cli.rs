@@ -364,6 +364,43 @@ fn init_defaults_to_the_per_user_config_that_discovery_finds() {
 }
 
 #[test]
+fn init_and_issue_report_what_they_wrote_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "init",
+        "--dir",
+        p(&dir.path().join("d")),
+        "--domain",
+        "example.test",
+        "--algorithm",
+        "ed25519",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["domain"], "example.test");
+    let policy = PathBuf::from(v["policy"].as_str().unwrap());
+    assert!(policy.exists() && Path::new(v["ca_private_key"].as_str().unwrap()).exists());
+    assert!(v["principal"].as_str().unwrap().starts_with("host/"));
+    let issued = run(&[
+        "issue",
+        "spiffe://example.test/api",
+        "--policy",
+        p(&policy),
+        "--out",
+        p(&dir.path().join("api")),
+        "--json",
+    ]);
+    assert!(issued.status.success(), "{}", text(&issued.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&issued.stdout).unwrap();
+    assert_eq!(v["principal"], "spiffe://example.test/api");
+    for key in ["policy", "certificate", "private_key", "trust_anchor"] {
+        assert!(Path::new(v[key].as_str().unwrap()).exists(), "{key}");
+    }
+    assert!(v["not_after"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
 fn issue_covers_every_principal_form() {
     let domain = Domain::new();
     for (i, principal) in [

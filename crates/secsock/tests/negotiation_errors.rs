@@ -243,3 +243,37 @@ fn key_updates_follow_the_policys_rekey_limit_and_lose_nothing() {
     );
     stream.close().unwrap();
 }
+
+#[test]
+fn a_server_certificate_not_yet_valid_is_refused_with_its_start_date() {
+    let domain = TrustDomain::new("example.test");
+    let server = domain.host_with("server", &[San::Dns("server.example.test")], "", |p| {
+        p.not_before = rcgen::date_time_ymd(2099, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2100, 1, 1);
+    });
+    let srv = echo_server(server.platform());
+    let client = domain
+        .host("client", &[San::Dns("client.example.test")])
+        .platform();
+    let err = connect(&client, "server.example.test", srv.addr).unwrap_err();
+    match err.negotiation() {
+        Some(
+            e @ NegotiationError::CertificateNotYetValid {
+                not_before: Some(_),
+                ..
+            },
+        ) => {
+            assert!(
+                e.to_string().contains("valid from 2099-01-01T00:00:00Z"),
+                "{e}"
+            )
+        }
+        other => panic!("expected CertificateNotYetValid, got {other:?} ({err})"),
+    }
+    // The server learns that its certificate was refused, and why.
+    let server_side = srv.outcome().unwrap_err();
+    assert!(
+        server_side.contains("certificate_expired") && server_side.contains("not yet valid"),
+        "{server_side}"
+    );
+}
