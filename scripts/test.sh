@@ -14,4 +14,4 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 fi
 
-cargo test --workspace "$@"
+cargo test --workspace --all-features "$@"

@@ -32,6 +32,7 @@
 //! - [`verify`]: chain validation and name matching (the keying module's authentication).
 //! - [`info`]: `SOCKET_SECURITY_QUERY_INFO` — what a connection got.
 //! - [`socket`], [`stream`], [`listener`]: the blocking front end.
+//! - `tokio` (feature `tokio`): the async front end, the same names.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -47,6 +48,8 @@ pub mod socket;
 pub mod stream;
 mod ticketer;
 mod tls;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 pub mod verify;
 
 pub use error::{Error, NegotiationError, UsageError};

@@ -221,6 +221,12 @@ impl SecureSocket {
 
     /// Starts listening; accepted connections inherit this socket's security settings.
     pub fn listen(self, backlog: i32) -> Result<SecureListener, Error> {
+        let (socket, secured) = self.into_listening(backlog)?;
+        Ok(SecureListener::new(socket.into(), secured))
+    }
+
+    /// The checks of `listen`, then listening; shared with the async front end.
+    pub(crate) fn into_listening(self, backlog: i32) -> Result<(Socket, Secured), Error> {
         let secured = self
             .secured
             .ok_or(UsageError::NotConfigured { call: "listen" })?;
@@ -234,15 +240,15 @@ impl SecureSocket {
             return Err(UsageError::NotBound.into());
         }
         self.socket.listen(backlog)?;
-        Ok(SecureListener::new(self.socket.into(), secured))
+        Ok((self.socket, secured))
     }
 
-    /// Connects and secures the connection (`WSAConnect`): the TCP connection and the
-    /// handshake together must complete within the policy's handshake timeout. On success
-    /// the peer has proven the target name (or, with optional name verification, the
-    /// mismatch is reported by the query); on failure nothing of the application's has
-    /// been sent.
-    pub fn connect(self, addr: SocketAddr) -> Result<SecureStream, Error> {
+    /// The checks of `connect`, and the client session for `addr`; shared with the async
+    /// front end. The socket is returned unconnected.
+    pub(crate) fn into_connecting(
+        self,
+        addr: SocketAddr,
+    ) -> Result<(Socket, Session, std::time::Duration), Error> {
         if self.connected_to().is_some() {
             return Err(UsageError::AlreadyConnected { call: "connect" }.into());
         }
@@ -250,20 +256,6 @@ impl SecureSocket {
         let secured = self
             .secured
             .ok_or(UsageError::NotConfigured { call: "connect" })?;
-        let started = Instant::now();
-        let timeout = secured.ctx.handshake_timeout;
-        self.socket
-            .connect_timeout(&SockAddr::from(addr), timeout)
-            .map_err(|e| {
-                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut {
-                    Error::Io(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("connecting to {addr} timed out after {timeout:?}"),
-                    ))
-                } else {
-                    Error::Io(e)
-                }
-            })?;
         let settings = &secured.settings;
         let target = self.target.map(|t| {
             if settings.raw_peer_name() {
@@ -278,9 +270,39 @@ impl SecureSocket {
             settings.optional_name_verification(),
             addr.ip(),
         )?;
-        let stream: TcpStream = self.socket.into();
+        Ok((self.socket, session, secured.ctx.handshake_timeout))
+    }
+
+    /// Connects and secures the connection (`WSAConnect`): the TCP connection and the
+    /// handshake together must complete within the policy's handshake timeout. On success
+    /// the peer has proven the target name (or, with optional name verification, the
+    /// mismatch is reported by the query); on failure nothing of the application's has
+    /// been sent.
+    pub fn connect(self, addr: SocketAddr) -> Result<SecureStream, Error> {
+        let started = Instant::now();
+        let (socket, session, timeout) = self.into_connecting(addr)?;
+        socket
+            .connect_timeout(&SockAddr::from(addr), timeout)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut {
+                    connect_timed_out(addr, timeout)
+                } else {
+                    Error::Io(e)
+                }
+            })?;
+        let stream: TcpStream = socket.into();
         SecureStream::handshake(stream, session, started)
     }
+}
+
+/// The error for a TCP connect that did not complete within the handshake timeout.
+pub(crate) fn connect_timed_out(addr: SocketAddr, timeout: std::time::Duration) -> Error {
+    Error::Io(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!(
+            "connecting to {addr} timed out after {timeout:?} (the policy's handshake_timeout)"
+        ),
+    ))
 }
 
 impl AsFd for SecureSocket {

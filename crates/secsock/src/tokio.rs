@@ -1,0 +1,567 @@
+//! The async front end (feature `tokio`): the blocking API's types, name for name, with
+//! `async` connect, accept and close, and a [`SecureStream`] that implements tokio's
+//! `AsyncRead`/`AsyncWrite`.
+//!
+//! The rules and checks are the blocking API's: configuration goes through the same
+//! socket code, and every connection is driven by the same session core; only the moving
+//! of bytes differs. Handshakes are bounded by the policy's handshake timeout, and a
+//! listener runs them concurrently, so a slow or silent peer never delays others.
+//!
+//! ```no_run
+//! use secsock::tokio::SecureSocket;
+//! use secsock::{Domain, PeerTargetName, SecuritySettings};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut socket = SecureSocket::new(Domain::IPV4)?;
+//! socket.set_security(&SecuritySettings::new())?;
+//! socket.set_peer_target_name(PeerTargetName::parse("host/server.example.test")?)?;
+//! let mut stream = socket.connect("127.0.0.1:27015".parse()?).await?;
+//! stream.write_all(b"12345678").await?;
+//! let mut reply = [0u8; 8];
+//! stream.read_exact(&mut reply).await?;
+//! println!("{}", stream.query_security());
+//! stream.close().await?;
+//! # Ok(()) }
+//! ```
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
+
+use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use ::tokio::net::{TcpListener, TcpSocket, TcpStream};
+use ::tokio::sync::Mutex;
+use ::tokio::task::JoinSet;
+
+use crate::error::{Error, NegotiationError};
+use crate::info::SecurityInfo;
+use crate::name::PeerTargetName;
+use crate::platform::Platform;
+use crate::session::Session;
+use crate::settings::SecuritySettings;
+use crate::socket::{connect_timed_out, Secured};
+use crate::stream::truncation_error;
+use socket2::{Domain, Socket};
+
+/// An unconnected TCP socket on which security can be turned on (async).
+/// See [`crate::SecureSocket`]: the same calls, the same rules.
+#[derive(Debug)]
+pub struct SecureSocket {
+    inner: crate::SecureSocket,
+}
+
+impl SecureSocket {
+    /// A new TCP socket of `domain` using the process-wide [`Platform::global`].
+    pub fn new(domain: Domain) -> Result<Self, Error> {
+        Ok(Self {
+            inner: crate::SecureSocket::new(domain)?,
+        })
+    }
+
+    /// A new TCP socket of `domain` using `platform`.
+    pub fn with_platform(domain: Domain, platform: Arc<Platform>) -> Result<Self, Error> {
+        Ok(Self {
+            inner: crate::SecureSocket::with_platform(domain, platform)?,
+        })
+    }
+
+    /// Takes an ordinary TCP socket made elsewhere.
+    pub fn from_socket(socket: Socket, platform: Option<Arc<Platform>>) -> Result<Self, Error> {
+        Ok(Self {
+            inner: crate::SecureSocket::from_socket(socket, platform)?,
+        })
+    }
+
+    /// `WSASetSocketSecurity`: once, before bind or connect.
+    pub fn set_security(&mut self, settings: &SecuritySettings) -> Result<(), Error> {
+        self.inner.set_security(settings)
+    }
+
+    /// `WSASetSocketPeerTargetName`: before connect.
+    pub fn set_peer_target_name(&mut self, name: PeerTargetName) -> Result<(), Error> {
+        self.inner.set_peer_target_name(name)
+    }
+
+    /// The peer target name set so far.
+    pub fn peer_target_name(&self) -> Option<&PeerTargetName> {
+        self.inner.peer_target_name()
+    }
+
+    /// The settings, once security is on.
+    pub fn security_settings(&self) -> Option<&SecuritySettings> {
+        self.inner.security_settings()
+    }
+
+    /// Binds a local address (`SO_REUSEADDR`, never `SO_REUSEPORT`).
+    pub fn bind(&mut self, addr: SocketAddr) -> Result<(), Error> {
+        self.inner.bind(addr)
+    }
+
+    /// The local address, once bound.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    /// Starts listening; accepted connections inherit this socket's settings. Must be
+    /// called within a tokio runtime.
+    pub fn listen(self, backlog: i32) -> Result<SecureListener, Error> {
+        let (socket, secured) = self.inner.into_listening(backlog)?;
+        socket.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(socket.into())?;
+        Ok(SecureListener {
+            listener,
+            secured,
+            handshakes: Mutex::new(JoinSet::new()),
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+        })
+    }
+
+    /// Connects and secures the connection, within the policy's handshake timeout (TCP
+    /// connect and handshake together).
+    pub async fn connect(self, addr: SocketAddr) -> Result<SecureStream, Error> {
+        let started = Instant::now();
+        let (socket, session, timeout) = self.inner.into_connecting(addr)?;
+        let socket = TcpSocket::from_std_stream(socket.into());
+        let connect = async {
+            let io = socket.connect(addr).await.map_err(Error::Io)?;
+            Ok::<_, Error>(io)
+        };
+        let io = match ::tokio::time::timeout(timeout, connect).await {
+            Ok(io) => io?,
+            Err(_) => return Err(connect_timed_out(addr, timeout)),
+        };
+        SecureStream::handshake(io, session, started).await
+    }
+}
+
+/// How many handshakes a listener runs at once by default.
+pub const DEFAULT_MAX_HANDSHAKES: usize = 1024;
+
+type Handshake = Result<SecureStream, Error>;
+
+/// A listening secured socket (async). [`accept`](Self::accept) returns connections whose
+/// handshake completed; handshakes run concurrently in the background (at most
+/// [`max_concurrent_handshakes`](Self::set_max_concurrent_handshakes) at once), so a slow
+/// peer never delays the others.
+#[derive(Debug)]
+pub struct SecureListener {
+    listener: TcpListener,
+    secured: Secured,
+    handshakes: Mutex<JoinSet<Handshake>>,
+    max_handshakes: usize,
+}
+
+impl SecureListener {
+    /// The next connection whose handshake completed, or the error of one that failed (a
+    /// peer's failure is that connection's only: keep accepting). Fails with an I/O error
+    /// only when the listening socket itself fails.
+    pub async fn accept(&self) -> Result<SecureStream, Error> {
+        let mut handshakes = self.handshakes.lock().await;
+        loop {
+            let room = handshakes.len() < self.max_handshakes;
+            ::tokio::select! {
+                accepted = self.listener.accept(), if room => {
+                    let (io, peer) = accepted?;
+                    let pending = PendingStream { io, peer_addr: peer, accepted: Instant::now(), secured: self.secured.clone() };
+                    handshakes.spawn(pending.handshake());
+                }
+                Some(done) = handshakes.join_next() => {
+                    return done.unwrap_or_else(|e| Err(Error::Io(io::Error::other(format!("handshake task failed: {e}")))));
+                }
+            }
+        }
+    }
+
+    /// Accepts one TCP connection without securing it yet; run
+    /// [`PendingStream::handshake`] on a task of your own.
+    pub async fn accept_pending(&self) -> io::Result<PendingStream> {
+        let (io, peer_addr) = self.listener.accept().await?;
+        Ok(PendingStream {
+            io,
+            peer_addr,
+            accepted: Instant::now(),
+            secured: self.secured.clone(),
+        })
+    }
+
+    /// Limits how many handshakes [`accept`](Self::accept) runs at once (at least 1). While
+    /// at the limit, new TCP connections wait in the listen backlog.
+    pub fn set_max_concurrent_handshakes(&mut self, max: usize) {
+        self.max_handshakes = max.max(1);
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The settings every accepted connection inherits.
+    pub fn security_settings(&self) -> &SecuritySettings {
+        &self.secured.settings
+    }
+}
+
+impl AsFd for SecureListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+}
+
+/// An accepted TCP connection whose handshake has not run yet (async).
+#[derive(Debug)]
+pub struct PendingStream {
+    io: TcpStream,
+    peer_addr: SocketAddr,
+    accepted: Instant,
+    secured: Secured,
+}
+
+impl PendingStream {
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// Runs and checks the handshake, within the policy's handshake timeout counted from
+    /// the accept.
+    pub async fn handshake(self) -> Result<SecureStream, Error> {
+        let session = Session::server(self.secured.ctx.clone())?;
+        SecureStream::handshake(self.io, session, self.accepted).await
+    }
+}
+
+/// A secured TCP connection (async). Reads end in EOF only after the peer's close_notify;
+/// [`AsyncWrite::poll_shutdown`] sends close_notify.
+pub struct SecureStream {
+    io: TcpStream,
+    session: Session,
+    info: SecurityInfo,
+    peer_addr: SocketAddr,
+    write_closed: bool,
+}
+
+impl std::fmt::Debug for SecureStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureStream")
+            .field("peer_addr", &self.peer_addr)
+            .field("flags", &self.info.flags)
+            .finish_non_exhaustive()
+    }
+}
+
+/// std::io over a tokio stream inside a poll: `Pending` becomes `WouldBlock` (the waker
+/// is registered), which is what rustls's `read_tls`/`write_tls` understand.
+struct SyncIo<'a, 'b> {
+    io: &'a mut TcpStream,
+    cx: &'a mut Context<'b>,
+}
+
+impl Read for SyncIo<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut buf = ReadBuf::new(buf);
+        match Pin::new(&mut *self.io).poll_read(self.cx, &mut buf) {
+            Poll::Ready(Ok(())) => Ok(buf.filled().len()),
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+impl Write for SyncIo<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match Pin::new(&mut *self.io).poll_write(self.cx, buf) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match Pin::new(&mut *self.io).poll_write_vectored(self.cx, bufs) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Maps `WouldBlock` back to `Pending`.
+fn pending_on_would_block<T>(result: io::Result<T>) -> Poll<io::Result<T>> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+        other => Poll::Ready(other),
+    }
+}
+
+/// Writes queued TLS records until none is left or the socket would block.
+fn poll_flush_tls(
+    session: &mut Session,
+    io: &mut TcpStream,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    while session.conn.wants_write() {
+        let mut sync = SyncIo { io, cx };
+        ready!(pending_on_would_block(session.conn.write_tls(&mut sync)))?;
+    }
+    Poll::Ready(Ok(()))
+}
+
+/// The handshake, as a poll function: ready once it completed or failed.
+fn poll_handshake(
+    session: &mut Session,
+    io: &mut TcpStream,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), Error>> {
+    loop {
+        if let Err(e) = ready!(poll_flush_tls(session, io, cx)) {
+            return Poll::Ready(Err(handshake_io_error(e, session)));
+        }
+        if !session.conn.is_handshaking() {
+            return Poll::Ready(Ok(()));
+        }
+        let mut sync = SyncIo { io, cx };
+        let read = match ready!(pending_on_would_block(session.conn.read_tls(&mut sync))) {
+            Ok(n) => n,
+            Err(e) => return Poll::Ready(Err(handshake_io_error(e, session))),
+        };
+        if read == 0 {
+            return Poll::Ready(Err(NegotiationError::PeerClosed {
+                peer: session.peer(),
+            }
+            .into()));
+        }
+        if let Err(e) = session.conn.process_new_packets() {
+            // Tell the peer why, best effort: the alert is queued; one try to send it.
+            let _ = poll_flush_tls(session, io, cx);
+            return Poll::Ready(Err(session.failure(&e).into()));
+        }
+        session.after_packets();
+    }
+}
+
+fn handshake_io_error(e: io::Error, session: &Session) -> Error {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => NegotiationError::PeerClosed {
+            peer: session.peer(),
+        }
+        .into(),
+        _ => Error::Io(e),
+    }
+}
+
+impl SecureStream {
+    async fn handshake(
+        mut io: TcpStream,
+        mut session: Session,
+        started: Instant,
+    ) -> Result<Self, Error> {
+        let timeout = session.handshake_timeout();
+        let peer_addr = io.peer_addr()?;
+        io.set_nodelay(true)?;
+        let remaining = (started + timeout).saturating_duration_since(Instant::now());
+        let driven = ::tokio::time::timeout(
+            remaining,
+            poll_fn(|cx| poll_handshake(&mut session, &mut io, cx)),
+        )
+        .await;
+        match driven {
+            Ok(result) => result?,
+            Err(_) => return Err(NegotiationError::Timeout { after: timeout }.into()),
+        }
+        let info = session.complete()?;
+        Ok(Self {
+            io,
+            session,
+            info,
+            peer_addr,
+            write_closed: false,
+        })
+    }
+
+    /// What protects this connection and who the peer proved to be.
+    pub fn query_security(&self) -> SecurityInfo {
+        self.info.clone()
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.local_addr()
+    }
+
+    /// KeyUpdates this side started because of the policy's `rekey_after`.
+    pub fn key_updates_sent(&self) -> u64 {
+        self.session.key_updates()
+    }
+
+    /// Closes cleanly: close_notify after all written data, then waits (at most the
+    /// policy's handshake timeout) for the peer to close too, discarding what it sends,
+    /// so that the kernel cannot reset the connection and lose data in flight.
+    pub async fn close(mut self) -> io::Result<()> {
+        poll_fn(|cx| Pin::new(&mut self).poll_shutdown(cx)).await?;
+        let linger = self.session.handshake_timeout();
+        let mut scratch = [0u8; 4096];
+        let drain = async {
+            loop {
+                match ::tokio::io::AsyncReadExt::read(&mut self.io, &mut scratch).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
+        };
+        let _ = ::tokio::time::timeout(linger, drain).await;
+        Ok(())
+    }
+
+    fn protocol_error(&self, e: &rustls::Error) -> io::Error {
+        match e {
+            rustls::Error::AlertReceived(_) | rustls::Error::InvalidCertificate(_) => {
+                io::Error::new(io::ErrorKind::PermissionDenied, self.session.failure(e))
+            }
+            _ => io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("TLS error from the {}: {e}", self.session.peer()),
+            ),
+        }
+    }
+}
+
+impl AsyncRead for SecureStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        // Data written but not yet sent (the socket was full) goes out before we wait for
+        // an answer to it.
+        if let Poll::Ready(Err(e)) = poll_flush_tls(&mut this.session, &mut this.io, cx) {
+            return Poll::Ready(Err(e));
+        }
+        loop {
+            match this.session.conn.reader().read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Poll::Ready(Err(truncation_error(this.session.peer())))
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            let mut sync = SyncIo {
+                io: &mut this.io,
+                cx,
+            };
+            ready!(pending_on_would_block(
+                this.session.conn.read_tls(&mut sync)
+            ))?;
+            if let Err(e) = this.session.conn.process_new_packets() {
+                let _ = poll_flush_tls(&mut this.session, &mut this.io, cx);
+                return Poll::Ready(Err(this.protocol_error(&e)));
+            }
+            // Answer what the peer asked for (KeyUpdate); what cannot be sent now is sent
+            // with the next write or flush.
+            if let Poll::Ready(Err(e)) = poll_flush_tls(&mut this.session, &mut this.io, cx) {
+                return Poll::Ready(Err(e));
+            }
+        }
+    }
+}
+
+impl SecureStream {
+    fn poll_write_slices(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.write_closed {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "write after shutdown: close_notify was already sent",
+            )));
+        }
+        // Send what is already queued first: rustls buffers a bounded amount, so a peer
+        // that does not read makes writes pend instead of growing memory.
+        ready!(poll_flush_tls(&mut self.session, &mut self.io, cx))?;
+        let n = self.session.conn.writer().write_vectored(bufs)?;
+        self.session.note_sent(n);
+        // Start sending; whatever the socket does not take now stays queued.
+        if let Poll::Ready(Err(e)) = poll_flush_tls(&mut self.session, &mut self.io, cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl AsyncWrite for SecureStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_slices(cx, &[IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_slices(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        ready!(poll_flush_tls(&mut this.session, &mut this.io, cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    /// Sends close_notify after everything written, then shuts down the TCP write side.
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if !this.write_closed {
+            this.session.conn.send_close_notify();
+            this.write_closed = true;
+        }
+        ready!(poll_flush_tls(&mut this.session, &mut this.io, cx))?;
+        match ready!(Pin::new(&mut this.io).poll_shutdown(cx)) {
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Poll::Ready(Ok(())),
+            other => Poll::Ready(other),
+        }
+    }
+}
+
+impl AsFd for SecureStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.io.as_fd()
+    }
+}
+
+impl AsRawFd for SecureStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.as_raw_fd()
+    }
+}
