@@ -4,6 +4,7 @@
 mod authority;
 mod demo;
 mod doctor;
+mod serve;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
@@ -15,9 +16,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use secsock::{
-    Domain, PeerTargetName, Platform, SecureSocket, SecureStream, SecurityInfo, SecuritySettings,
-};
+use secsock::{Domain, PeerTargetName, Platform, SecureSocket, SecureStream, SecuritySettings};
 
 /// Secure socket extensions for Linux: secured TCP connections with named, proven peers.
 #[derive(Parser)]
@@ -133,6 +132,13 @@ struct ServeArgs {
     /// Print each connection's security information as one JSON object per line.
     #[arg(long)]
     json: bool,
+    /// Most connections open at once; more are accepted and closed at once. Default: what
+    /// the file-descriptor limit allows (raised to the hard limit at start).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Most handshakes in progress at once.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    max_handshakes: usize,
 }
 
 #[derive(Args)]
@@ -405,74 +411,14 @@ fn domain_of(addr: &SocketAddr) -> Domain {
     }
 }
 
-fn proven_names(info: &SecurityInfo) -> String {
-    match &info.peer_machine {
-        Some(id) if !id.names.is_empty() => id
-            .names
-            .iter()
-            .map(|n| n.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        Some(_) => "(no principal names)".to_string(),
-        None => "(unauthenticated)".to_string(),
-    }
-}
-
 fn serve(args: ServeArgs) -> Result<()> {
-    let platform = platform(&args.policy)?;
-    let addr = resolve(&args.listen)?;
-    let mut socket = SecureSocket::with_platform(domain_of(&addr), platform)?;
-    socket.set_security(&SecuritySettings::new())?;
-    socket
-        .bind(addr)
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let listener = socket.listen(1024)?;
-    eprintln!("secsock: listening on {}", listener.local_addr()?);
-    let json = args.json;
-    loop {
-        let pending = match listener.accept_pending() {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("secsock: accept failed: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        std::thread::spawn(move || {
-            let peer = pending.peer_addr();
-            match pending.handshake() {
-                Ok(stream) => {
-                    let info = stream.query_security();
-                    if json {
-                        let mut value = serde_json::to_value(&info).unwrap_or_default();
-                        if let Some(map) = value.as_object_mut() {
-                            map.insert("peer_address".into(), peer.to_string().into());
-                        }
-                        println!("{value}");
-                    } else {
-                        println!("{peer} secured: {}", proven_names(&info));
-                    }
-                    let _ = io::stdout().flush();
-                    if let Err(e) = echo(stream) {
-                        eprintln!("secsock: {peer}: {e}");
-                    }
-                }
-                Err(e) => eprintln!("secsock: {peer}: refused: {e}"),
-            }
-        });
-    }
-}
-
-/// Echoes until the peer's close_notify, then closes cleanly.
-fn echo(mut stream: SecureStream) -> io::Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            return stream.close();
-        }
-        stream.write_all(&buf[..n])?;
-    }
+    serve::run(serve::Options {
+        platform: platform(&args.policy)?,
+        addr: resolve(&args.listen)?,
+        json: args.json,
+        max_connections: args.max_connections,
+        max_handshakes: args.max_handshakes,
+    })
 }
 
 fn connect_to(policy: &PolicyArg, peer_name: &str, addr: &str) -> Result<SecureStream> {

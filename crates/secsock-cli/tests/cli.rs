@@ -758,3 +758,109 @@ fn serve_reports_each_refused_connection_and_keeps_serving() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "after\n");
 }
+
+#[test]
+fn serve_refuses_connections_beyond_its_cap_cleanly_and_recovers() {
+    let domain = Domain::new();
+    let mut server = secsock()
+        .args([
+            "serve",
+            "--policy",
+            p(&domain.server_policy()),
+            "--listen",
+            "127.0.0.1:0",
+            "--max-connections",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(server.stderr.take().unwrap());
+    let (tx, rx) = mpsc::channel::<String>();
+    thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("serve did not start");
+        if let Some(addr) = line.strip_prefix("secsock: listening on ") {
+            break addr.to_string();
+        }
+    };
+    let client_policy = domain.path("client/policy.toml");
+    // Two clients hold their connections open (stdin stays open).
+    let hold = |input: &str| {
+        let mut child = secsock()
+            .args([
+                "connect",
+                "--policy",
+                p(&client_policy),
+                "--peer-name",
+                "server.example.test",
+                &addr,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut echoed = String::new();
+        out.read_line(&mut echoed).unwrap();
+        assert_eq!(echoed, input, "held connection echoes");
+        (child, stdin)
+    };
+    let first = hold("one\n");
+    let second = hold("two\n");
+    // The third is refused at once, without hanging, and the server says why.
+    let started = std::time::Instant::now();
+    let refused = connect(&client_policy, "server.example.test", &addr, b"three\n");
+    assert!(!refused.status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the refusal took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        text(&refused.stderr).contains("closed the connection during the handshake"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let log = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("no refusal logged");
+        if line.contains("refused") {
+            break line;
+        }
+    };
+    assert!(log.contains("at the connection cap (2)"), "{log}");
+    // When one closes, a new client is served again.
+    for (mut child, stdin) in [first] {
+        drop(stdin);
+        assert!(child.wait().unwrap().success());
+    }
+    // The server frees the slot when that connection's task ends, a moment after the
+    // client exits: retry briefly.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let out = loop {
+        let out = connect(&client_policy, "server.example.test", &addr, b"four\n");
+        if out.status.success() || std::time::Instant::now() > deadline {
+            break out;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "four\n");
+    let (mut child, stdin) = second;
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    let _ = server.kill();
+    let _ = server.wait();
+}
