@@ -842,10 +842,9 @@ fn serve_refuses_connections_beyond_its_cap_cleanly_and_recovers() {
     };
     assert!(log.contains("at the connection cap (2)"), "{log}");
     // When one closes, a new client is served again.
-    for (mut child, stdin) in [first] {
-        drop(stdin);
-        assert!(child.wait().unwrap().success());
-    }
+    let (mut child, stdin) = first;
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
     // The server frees the slot when that connection's task ends, a moment after the
     // client exits: retry briefly.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
