@@ -166,9 +166,10 @@ fn report(peer: SocketAddr, info: &SecurityInfo, json: bool) {
     let _ = out.flush();
 }
 
-/// Echoes until the peer's close_notify, then closes cleanly.
+/// Echoes until the peer's close_notify, then closes cleanly. The buffer is small because
+/// an idle connection holds it while it waits: 4 KiB × 10,000 connections is 40 MB.
 async fn echo(mut stream: SecureStream) -> io::Result<()> {
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = vec![0u8; 4 * 1024];
     loop {
         let n = stream.read(&mut buf).await?;
         if n == 0 {
