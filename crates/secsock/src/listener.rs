@@ -96,6 +96,6 @@ impl PendingStream {
     /// the moment the connection was accepted.
     pub fn handshake(self) -> Result<SecureStream, Error> {
         let session = Session::server(self.secured.ctx.clone())?;
-        SecureStream::handshake(self.socket, session, self.accepted)
+        SecureStream::handshake(self.socket, self.peer_addr, session, self.accepted)
     }
 }

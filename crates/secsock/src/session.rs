@@ -165,6 +165,22 @@ impl Session {
         }
     }
 
+    /// Maps a socket failure during the handshake: the peer going away is the peer's
+    /// failure (`PeerClosed`), a socket timeout is the handshake timeout.
+    pub(crate) fn handshake_io_error(&self, e: std::io::Error) -> Error {
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::WouldBlock | K::TimedOut => NegotiationError::Timeout {
+                after: self.handshake_timeout(),
+            }
+            .into(),
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotConnected => {
+                NegotiationError::PeerClosed { peer: self.peer }.into()
+            }
+            _ => Error::Io(e),
+        }
+    }
+
     /// The reason a failed handshake gives the caller.
     pub(crate) fn failure(&self, error: &rustls::Error) -> NegotiationError {
         negotiation_error_from_tls(error, self.peer)

@@ -291,7 +291,7 @@ impl SecureSocket {
                 }
             })?;
         let stream: TcpStream = socket.into();
-        SecureStream::handshake(stream, session, started)
+        SecureStream::handshake(stream, addr, session, started)
     }
 }
 

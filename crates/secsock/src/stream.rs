@@ -35,35 +35,22 @@ impl std::fmt::Debug for SecureStream {
     }
 }
 
-/// Maps an I/O failure during the handshake.
-fn handshake_io_error(e: io::Error, session: &Session, timeout: Duration) -> Error {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-            NegotiationError::Timeout { after: timeout }.into()
-        }
-        io::ErrorKind::ConnectionReset
-        | io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::BrokenPipe => NegotiationError::PeerClosed {
-            peer: session.peer(),
-        }
-        .into(),
-        _ => Error::Io(e),
-    }
-}
-
 impl SecureStream {
     /// Runs the handshake on a connected socket, within the policy's handshake timeout
     /// counted from `started`.
     pub(crate) fn handshake(
         socket: TcpStream,
+        peer_addr: SocketAddr,
         mut session: Session,
         started: Instant,
     ) -> Result<Self, Error> {
         let timeout = session.handshake_timeout();
         let deadline = started + timeout;
-        let peer_addr = socket.peer_addr()?;
-        // Records are written whole; Nagle would only delay the last flight.
-        socket.set_nodelay(true)?;
+        // Records are written whole; Nagle would only delay the last flight. A peer that
+        // reset while waiting in the backlog fails here: that peer's failure.
+        socket
+            .set_nodelay(true)
+            .map_err(|e| session.handshake_io_error(e))?;
         let remaining = |now: Instant| {
             deadline
                 .checked_duration_since(now)
@@ -78,7 +65,7 @@ impl SecureStream {
                 session
                     .conn
                     .write_tls(&mut io)
-                    .map_err(|e| handshake_io_error(e, &session, timeout))?;
+                    .map_err(|e| session.handshake_io_error(e))?;
             }
             if !session.conn.is_handshaking() {
                 break;
@@ -89,7 +76,7 @@ impl SecureStream {
             let read = session
                 .conn
                 .read_tls(&mut io)
-                .map_err(|e| handshake_io_error(e, &session, timeout))?;
+                .map_err(|e| session.handshake_io_error(e))?;
             if read == 0 {
                 return Err(NegotiationError::PeerClosed {
                     peer: session.peer(),

@@ -127,6 +127,9 @@ impl SecureSocket {
     pub async fn connect(self, addr: SocketAddr) -> Result<SecureStream, Error> {
         let started = Instant::now();
         let (socket, session, timeout) = self.inner.into_connecting(addr)?;
+        // tokio requires a non-blocking socket and does not make it one: a blocking one
+        // would block a runtime worker in connect and in every full-buffer write.
+        socket.set_nonblocking(true)?;
         let socket = TcpSocket::from_std_stream(socket.into());
         let connect = async {
             let io = socket.connect(addr).await.map_err(Error::Io)?;
@@ -136,7 +139,7 @@ impl SecureSocket {
             Ok(io) => io?,
             Err(_) => return Err(connect_timed_out(addr, timeout)),
         };
-        SecureStream::handshake(io, session, started).await
+        SecureStream::handshake(io, addr, session, started).await
     }
 }
 
@@ -232,7 +235,7 @@ impl PendingStream {
     /// the accept.
     pub async fn handshake(self) -> Result<SecureStream, Error> {
         let session = Session::server(self.secured.ctx.clone())?;
-        SecureStream::handshake(self.io, session, self.accepted).await
+        SecureStream::handshake(self.io, self.peer_addr, session, self.accepted).await
     }
 }
 
@@ -322,7 +325,7 @@ fn poll_handshake(
 ) -> Poll<Result<(), Error>> {
     loop {
         if let Err(e) = ready!(poll_flush_tls(session, io, cx)) {
-            return Poll::Ready(Err(handshake_io_error(e, session)));
+            return Poll::Ready(Err(session.handshake_io_error(e)));
         }
         if !session.conn.is_handshaking() {
             return Poll::Ready(Ok(()));
@@ -330,7 +333,7 @@ fn poll_handshake(
         let mut sync = SyncIo { io, cx };
         let read = match ready!(pending_on_would_block(session.conn.read_tls(&mut sync))) {
             Ok(n) => n,
-            Err(e) => return Poll::Ready(Err(handshake_io_error(e, session))),
+            Err(e) => return Poll::Ready(Err(session.handshake_io_error(e))),
         };
         if read == 0 {
             return Poll::Ready(Err(NegotiationError::PeerClosed {
@@ -347,27 +350,18 @@ fn poll_handshake(
     }
 }
 
-fn handshake_io_error(e: io::Error, session: &Session) -> Error {
-    match e.kind() {
-        io::ErrorKind::ConnectionReset
-        | io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::BrokenPipe => NegotiationError::PeerClosed {
-            peer: session.peer(),
-        }
-        .into(),
-        _ => Error::Io(e),
-    }
-}
-
 impl SecureStream {
     async fn handshake(
         mut io: TcpStream,
+        peer_addr: SocketAddr,
         mut session: Session,
         started: Instant,
     ) -> Result<Self, Error> {
         let timeout = session.handshake_timeout();
-        let peer_addr = io.peer_addr()?;
-        io.set_nodelay(true)?;
+        // A peer that reset while waiting in the backlog is that peer's failure, not the
+        // listener's: map socket errors like the handshake's own.
+        io.set_nodelay(true)
+            .map_err(|e| session.handshake_io_error(e))?;
         let remaining = (started + timeout).saturating_duration_since(Instant::now());
         let driven = ::tokio::time::timeout(
             remaining,

@@ -276,6 +276,10 @@ pub(crate) fn negotiation_error_from_tls(error: &rustls::Error, peer: Peer) -> N
             other => NegotiationError::Protocol { peer, detail: format!("the {peer} sent {}", alert_name(*other)) },
         },
         E::PeerIncompatible(why) => NegotiationError::NoCommonCrypto { peer, detail: format!("{why:?}") },
+        E::InvalidMessage(rustls::InvalidMessage::MessageTooLarge) => NegotiationError::Protocol {
+            peer,
+            detail: format!("the {peer} sent a TLS record larger than TLS allows (16 KiB plus overhead)"),
+        },
         E::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
         | E::InvalidMessage(rustls::InvalidMessage::UnknownProtocolVersion) => {
             NegotiationError::PeerNotTls { peer, detail: "it sent bytes that are not a TLS record".into() }

@@ -496,3 +496,232 @@ fn pump(mut from: TcpStream, mut to: TcpStream, record: Arc<Mutex<Vec<u8>>>) {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+// ---------------------------------------------------------------------------------------
+// Streaming helpers and async fixtures (`secsock::tokio`), for tokio_api.rs and
+// robustness.rs.
+
+/// [`checksum`] computed piece by piece, for transfers too large to keep in memory:
+/// `Fnv::new()` updated with `a` then `b` finishes to `checksum(a ++ b)`.
+#[derive(Clone, Copy, Debug)]
+pub struct Fnv {
+    hash: u64,
+    len: u64,
+}
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Fnv {
+    pub fn new() -> Self {
+        Self {
+            hash: 0xcbf29ce484222325,
+            len: 0,
+        }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        for b in data {
+            self.hash ^= u64::from(*b);
+            self.hash = self.hash.wrapping_mul(0x100000001b3);
+        }
+        self.len += data.len() as u64;
+    }
+
+    /// The checksum so far.
+    pub fn finish(&self) -> u64 {
+        self.hash
+    }
+
+    /// How many bytes went in.
+    pub fn bytes(&self) -> u64 {
+        self.len
+    }
+}
+
+/// The bytes of [`pattern`]`(len, seed)`, produced piece by piece.
+#[derive(Clone, Debug)]
+pub struct PatternStream {
+    x: u64,
+    remaining: usize,
+}
+
+impl PatternStream {
+    pub fn new(len: usize, seed: u64) -> Self {
+        Self {
+            x: seed | 1,
+            remaining: len,
+        }
+    }
+
+    /// Fills the start of `buf` with the next bytes; returns how many (0 at the end).
+    pub fn fill(&mut self, buf: &mut [u8]) -> usize {
+        let n = buf.len().min(self.remaining);
+        for b in &mut buf[..n] {
+            self.x ^= self.x << 13;
+            self.x ^= self.x >> 7;
+            self.x ^= self.x << 17;
+            *b = self.x as u8;
+        }
+        self.remaining -= n;
+        n
+    }
+}
+
+/// Servers and clients on the async front end, mirroring the blocking fixtures above.
+#[cfg(feature = "tokio")]
+pub mod async_fixtures {
+    use std::future::Future;
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use secsock::{Domain, Error, PeerTargetName, Platform, SecurityInfo, SecuritySettings};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    pub use secsock::tokio::{
+        SecureListener as AsyncListener, SecureSocket as AsyncSocket, SecureStream as AsyncStream,
+    };
+
+    /// A secured async listener on a loopback port.
+    pub fn listen_async(
+        platform: Arc<Platform>,
+        settings: &SecuritySettings,
+        backlog: i32,
+    ) -> AsyncListener {
+        let mut socket = AsyncSocket::with_platform(Domain::IPV4, platform).unwrap();
+        socket.set_security(settings).unwrap();
+        socket
+            .bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .unwrap();
+        socket.listen(backlog).unwrap()
+    }
+
+    /// An async server: one task calls [`AsyncListener::accept`] in a loop and records
+    /// each outcome (the peer's query result, or the error's text); each secured
+    /// connection is served by `handler` on a task of its own.
+    pub struct AsyncServer {
+        pub addr: SocketAddr,
+        outcomes: tokio::sync::mpsc::UnboundedReceiver<Result<SecurityInfo, String>>,
+        accept_loop: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for AsyncServer {
+        fn drop(&mut self) {
+            self.accept_loop.abort();
+        }
+    }
+
+    impl AsyncServer {
+        /// The next accept outcome (fails the test after 20 s without one).
+        pub async fn outcome(&mut self) -> Result<SecurityInfo, String> {
+            tokio::time::timeout(Duration::from_secs(20), self.outcomes.recv())
+                .await
+                .expect("the server saw no connection within 20 s")
+                .expect("the accept loop ended")
+        }
+
+        /// An outcome already recorded, if any (does not wait).
+        pub fn try_outcome(&mut self) -> Option<Result<SecurityInfo, String>> {
+            self.outcomes.try_recv().ok()
+        }
+
+        /// Whether the accept loop is still running (it never stops on its own).
+        pub fn is_accepting(&self) -> bool {
+            !self.accept_loop.is_finished()
+        }
+    }
+
+    /// Serves `listener` with `handler`; see [`AsyncServer`].
+    pub fn serve_async<F, Fut>(listener: AsyncListener, handler: F) -> AsyncServer
+    where
+        F: Fn(AsyncStream) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let addr = listener.local_addr().unwrap();
+        let (tx, outcomes) = tokio::sync::mpsc::unbounded_channel();
+        let accept_loop = tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok(stream) => {
+                        let _ = tx.send(Ok(stream.query_security()));
+                        tokio::spawn(handler(stream));
+                    }
+                    Err(e) => {
+                        // A peer's failure is that connection's only: keep accepting. (Back
+                        // off a little on I/O errors, which may be the listener's own.)
+                        let io = matches!(e, Error::Io(_));
+                        let _ = tx.send(Err(e.to_string()));
+                        if io {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                }
+            }
+        });
+        AsyncServer {
+            addr,
+            outcomes,
+            accept_loop,
+        }
+    }
+
+    /// Echoes until close_notify, then closes cleanly.
+    pub async fn echo_async(mut stream: AsyncStream) {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => {
+                    let _ = stream.close().await;
+                    return;
+                }
+                Ok(n) => {
+                    if stream.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// An async echo server with default settings.
+    pub fn echo_server_async(platform: Arc<Platform>) -> AsyncServer {
+        serve_async(
+            listen_async(platform, &SecuritySettings::new(), 128),
+            echo_async,
+        )
+    }
+
+    /// Connects (async) with default settings, expecting `target`.
+    pub async fn connect_async(
+        platform: &Arc<Platform>,
+        target: &str,
+        addr: SocketAddr,
+    ) -> Result<AsyncStream, Error> {
+        connect_async_with(
+            platform,
+            &SecuritySettings::new(),
+            Some(PeerTargetName::parse(target).unwrap()),
+            addr,
+        )
+        .await
+    }
+
+    pub async fn connect_async_with(
+        platform: &Arc<Platform>,
+        settings: &SecuritySettings,
+        target: Option<PeerTargetName>,
+        addr: SocketAddr,
+    ) -> Result<AsyncStream, Error> {
+        let mut socket = AsyncSocket::with_platform(Domain::IPV4, platform.clone())?;
+        socket.set_security(settings)?;
+        if let Some(t) = target {
+            socket.set_peer_target_name(t)?;
+        }
+        socket.connect(addr).await
+    }
+}

@@ -1,0 +1,165 @@
+//! `secsock-bench`: benchmarks of secsock against its baselines, measured in the same run
+//! and reported with their ratios and the machine that produced them.
+//!
+//! ```text
+//! secsock-bench load --connections 10000 [--json]
+//! ```
+//!
+//! For profiling, `load --only STACK` runs one stack's phase, and the environment variable
+//! `SECSOCK_BENCH_CLIENT_WRAPPER` (e.g. `heaptrack -o /tmp/client`) runs the client
+//! process under another program.
+//!
+//! Modules: `load` (the scenarios), `machine` (machine facts, memory, clocks, limits),
+//! `domain` (the temporary trust domain both stacks use), `sys` (the C library call).
+
+mod domain;
+mod load;
+mod machine;
+mod sys;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::load::{ClientOptions, LoadOptions, Order, Stack};
+
+/// Benchmarks of secsock against plain rustls (tokio-rustls), from the same run.
+#[derive(Parser, Debug)]
+#[command(name = "secsock-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Opens N mutual-TLS connections to an in-process server and holds them idle, with
+    /// secsock and with plain tokio-rustls: handshakes per second while opening, memory
+    /// per connection on each endpoint, and their ratios.
+    Load {
+        /// Connections to open and hold, per stack.
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// Connects-plus-handshakes the client keeps in flight.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Which stack's phase runs first.
+        #[arg(long, value_enum, default_value_t = Order::RustlsFirst)]
+        order: Order,
+        /// Full handshakes only: clients do not resume sessions from earlier connections'
+        /// tickets and servers send none (secsock: `session_lifetime = "0s"`).
+        #[arg(long)]
+        full_handshakes: bool,
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Runs only this stack's phase and prints its JSON figures (for profiling).
+        #[arg(long, value_enum, hide = true)]
+        only: Option<Stack>,
+    },
+    /// The client side of `load`, run by it in a child process.
+    #[command(hide = true)]
+    LoadClient {
+        /// The server.
+        #[arg(long)]
+        addr: SocketAddr,
+        /// Connections to open and hold.
+        #[arg(long)]
+        connections: usize,
+        /// Connects-plus-handshakes in flight.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// The stack to connect with.
+        #[arg(long, value_enum)]
+        stack: Stack,
+        /// The client identity's directory (host.crt, host.key, ca.crt, policy.toml).
+        #[arg(long)]
+        identity: PathBuf,
+        /// The baseline client does not resume sessions (secsock: said by the policy).
+        #[arg(long)]
+        no_resumption: bool,
+    },
+    /// Prints the in-memory sizes of each stack's connection types and futures.
+    #[command(hide = true)]
+    Sizes,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Load {
+            connections,
+            concurrency,
+            order,
+            full_handshakes,
+            json,
+            only,
+        } => run_load(
+            LoadOptions {
+                connections,
+                concurrency,
+                order,
+                resumption: !full_handshakes,
+                command: command_line(),
+            },
+            json,
+            only,
+        ),
+        Command::LoadClient {
+            addr,
+            connections,
+            concurrency,
+            stack,
+            identity,
+            no_resumption,
+        } => load::run_client(&ClientOptions {
+            addr,
+            connections,
+            concurrency,
+            stack,
+            identity,
+            resumption: !no_resumption,
+        })
+        .map(|()| ExitCode::SUCCESS),
+        Command::Sizes => load::print_sizes().map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("secsock-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// This command line as typed, with the program named `secsock-bench`.
+fn command_line() -> String {
+    std::iter::once("secsock-bench".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs `load` and prints its report; fails (exit 1) if either stack did not hold every
+/// connection, after printing what it measured.
+fn run_load(options: LoadOptions, json: bool, only: Option<Stack>) -> anyhow::Result<ExitCode> {
+    if let Some(stack) = only {
+        let phase = load::run_one(stack, &options)?;
+        println!("{}", serde_json::to_string_pretty(&phase)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = load::run_load(options)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else {
+        print!("{}", report.to_table());
+    }
+    if report.all_held() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("secsock-bench: not every connection was held (see failures above)");
+        Ok(ExitCode::FAILURE)
+    }
+}
