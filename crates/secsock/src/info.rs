@@ -141,8 +141,9 @@ impl fmt::Display for KeyExchange {
     }
 }
 
-/// What a connection got (`WSAQuerySocketSecurity`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a connection got (`WSAQuerySocketSecurity`). The default is a connection in clear
+/// text, with nothing proven.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SecurityInfo {
     /// SECURED, ENCRYPTED, IMPERSONATED.
     pub flags: InfoFlags,

@@ -41,6 +41,16 @@ pub(crate) struct Session {
     connection_id: u128,
     rekey: Rekey,
     key_updates: u64,
+    /// What the completed handshake established; `None` before.
+    established: Option<Established>,
+}
+
+/// The facts a completed handshake settled that the TLS connection does not keep.
+struct Established {
+    resumed: bool,
+    session_id: u128,
+    /// Boxed: rare, and every connection would carry its size.
+    negotiation_error: Option<Box<NegotiationError>>,
 }
 
 /// When to send a TLS KeyUpdate (the crypto policy's `rekey_after`).
@@ -133,6 +143,7 @@ impl Session {
             connection_id,
             rekey,
             key_updates: 0,
+            established: None,
         }
     }
 
@@ -186,32 +197,30 @@ impl Session {
         negotiation_error_from_tls(error, self.peer)
     }
 
-    /// Checks what rustls does not check on resumption, settles the ids, and describes the
-    /// connection. Called once, when the handshake has completed.
-    pub(crate) fn complete(&mut self) -> Result<SecurityInfo, NegotiationError> {
+    /// Checks what rustls does not check on resumption and settles the ids. Called once,
+    /// when the handshake has completed; afterwards [`Session::info`] describes the
+    /// connection.
+    pub(crate) fn complete(&mut self) -> Result<(), NegotiationError> {
         let resumed = self.conn.handshake_kind() == Some(HandshakeKind::Resumed);
-        let chain: Vec<CertificateDer<'static>> = self
-            .conn
-            .peer_certificates()
-            .map(|c| c.to_vec())
-            .unwrap_or_default();
+        let chain = self.conn.peer_certificates().unwrap_or_default();
         let Some((leaf, intermediates)) = chain.split_first() else {
             return Err(NegotiationError::PeerSentNoCertificate);
         };
-        let names =
-            CertificateNames::from_der(leaf).map_err(|e| NegotiationError::UntrustedChain {
-                peer: self.peer,
-                reason: format!("its certificate cannot be parsed: {e}"),
-            })?;
-
         let mut negotiation_error = None;
         let session_id = match &self.client {
             Some(client) => {
-                // The verifier checked the name on a full handshake; a resumed one skipped the
-                // verifier, and a tolerated mismatch is reported, so check it here either way.
+                // On a full handshake the verifier refused a mismatch unless it was to be
+                // tolerated; a resumed one skipped the verifier. Parse the names only when
+                // there is something left to check.
                 let mismatch = match &client.target {
-                    Some(target) if !target.is_proven_by(&names) => {
-                        Some(NegotiationError::PeerNameMismatch {
+                    Some(target) if resumed || client.optional_name => {
+                        let names = CertificateNames::from_der(leaf).map_err(|e| {
+                            NegotiationError::UntrustedChain {
+                                peer: self.peer,
+                                reason: format!("its certificate cannot be parsed: {e}"),
+                            }
+                        })?;
+                        (!target.is_proven_by(&names)).then(|| NegotiationError::PeerNameMismatch {
                             expected: target.as_str().to_string(),
                             presented: names.presented(),
                         })
@@ -220,7 +229,7 @@ impl Session {
                 };
                 let recheck = if resumed {
                     // rustls restored the chain stored with the ticket without verifying it:
-                    // it may have expired, or the anchors or CRLs changed since.
+                    // it may have expired since.
                     self.revalidate(leaf, intermediates, Usage::ServerAuth)
                         .and(match &mismatch {
                             Some(m) if !client.optional_name => Err(m.clone()),
@@ -248,19 +257,32 @@ impl Session {
                 self.server_session_id
             }
         };
+        self.established = Some(Established {
+            resumed,
+            session_id,
+            negotiation_error: negotiation_error.map(Box::new),
+        });
+        Ok(())
+    }
 
-        let peer_machine = identity(
-            &chain,
-            &names,
-            if resumed {
-                ProofMethod::ResumedSession
-            } else {
-                ProofMethod::Certificate
-            },
-        );
-        Ok(SecurityInfo {
+    /// What protects the connection and who the peer proved to be, built from the TLS
+    /// connection's state when asked (a stream keeps no second copy of the peer's chain).
+    pub(crate) fn info(&self) -> SecurityInfo {
+        let Some(established) = &self.established else {
+            return SecurityInfo::default();
+        };
+        let proven_by = if established.resumed {
+            ProofMethod::ResumedSession
+        } else {
+            ProofMethod::Certificate
+        };
+        let peer_machine = self
+            .conn
+            .peer_certificates()
+            .and_then(|chain| identity(chain, proven_by));
+        SecurityInfo {
             flags: InfoFlags::SECURED | InfoFlags::ENCRYPTED,
-            peer_machine: Some(peer_machine),
+            peer_machine,
             peer_application: None,
             protocol_version: self.conn.protocol_version().map(|v| match v {
                 rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
@@ -280,12 +302,12 @@ impl Session {
                     name,
                 }
             }),
-            resumed,
+            resumed: established.resumed,
             alpn: self.conn.alpn_protocol().map(<[u8]>::to_vec),
-            session_id: Some(Id128(session_id)),
+            session_id: Some(Id128(established.session_id)),
             connection_id: Some(Id128(self.connection_id)),
-            negotiation_error,
-        })
+            negotiation_error: established.negotiation_error.as_deref().cloned(),
+        }
     }
 
     fn revalidate(
@@ -340,32 +362,18 @@ impl Rekey {
     }
 }
 
-/// The peer identity a chain proves.
-fn identity(
-    chain: &[CertificateDer<'static>],
-    names: &CertificateNames,
-    proven_by: ProofMethod,
-) -> PeerIdentity {
-    let (not_before, not_after, subject) = chain
-        .first()
-        .and_then(|leaf| x509_parser::parse_x509_certificate(leaf).ok())
-        .map(|(_, cert)| {
-            let validity = cert.validity();
-            (
-                system_time(validity.not_before.timestamp()),
-                system_time(validity.not_after.timestamp()),
-                cert.subject().to_string(),
-            )
-        })
-        .unwrap_or((UNIX_EPOCH, UNIX_EPOCH, String::new()));
-    PeerIdentity {
-        names: names.proven(),
+/// The peer identity a chain proves (the leaf is parsed once, for names and validity).
+fn identity(chain: &[CertificateDer<'static>], proven_by: ProofMethod) -> Option<PeerIdentity> {
+    let (_, cert) = x509_parser::parse_x509_certificate(chain.first()?).ok()?;
+    let validity = cert.validity();
+    Some(PeerIdentity {
+        names: CertificateNames::from_x509(&cert).proven(),
         chain: chain.to_vec(),
-        not_before,
-        not_after,
-        subject,
+        not_before: system_time(validity.not_before.timestamp()),
+        not_after: system_time(validity.not_after.timestamp()),
+        subject: cert.subject().to_string(),
         proven_by,
-    }
+    })
 }
 
 fn system_time(unix: i64) -> SystemTime {

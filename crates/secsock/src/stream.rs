@@ -21,7 +21,6 @@ use crate::session::Session;
 pub struct SecureStream {
     socket: TcpStream,
     session: Session,
-    info: SecurityInfo,
     peer_addr: SocketAddr,
     write_closed: bool,
 }
@@ -30,7 +29,7 @@ impl std::fmt::Debug for SecureStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecureStream")
             .field("peer_addr", &self.peer_addr)
-            .field("flags", &self.info.flags)
+            .field("resumed", &self.session.conn.handshake_kind())
             .finish_non_exhaustive()
     }
 }
@@ -91,13 +90,12 @@ impl SecureStream {
             }
             session.after_packets();
         }
-        let info = session.complete()?;
+        session.complete()?;
         socket.set_read_timeout(None)?;
         socket.set_write_timeout(None)?;
         Ok(Self {
             socket,
             session,
-            info,
             peer_addr,
             write_closed: false,
         })
@@ -106,7 +104,7 @@ impl SecureStream {
     /// What protects this connection and who the peer proved to be
     /// (`WSAQuerySocketSecurity`).
     pub fn query_security(&self) -> SecurityInfo {
-        self.info.clone()
+        self.session.info()
     }
 
     /// How many TLS KeyUpdates this side has started because of the crypto policy's

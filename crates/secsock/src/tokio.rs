@@ -125,6 +125,13 @@ impl SecureSocket {
     /// Connects and secures the connection, within the policy's handshake timeout (TCP
     /// connect and handshake together).
     pub async fn connect(self, addr: SocketAddr) -> Result<SecureStream, Error> {
+        // Boxed: the connect-and-handshake state (the TLS connection, the timer) is large,
+        // and a future awaited inline would keep its size in the caller's task for the
+        // connection's whole life.
+        Box::pin(self.connect_boxed(addr)).await
+    }
+
+    async fn connect_boxed(self, addr: SocketAddr) -> Result<SecureStream, Error> {
         let started = Instant::now();
         let (socket, session, timeout) = self.inner.into_connecting(addr)?;
         // tokio requires a non-blocking socket and does not make it one: a blocking one
@@ -235,7 +242,14 @@ impl PendingStream {
     /// the accept.
     pub async fn handshake(self) -> Result<SecureStream, Error> {
         let session = Session::server(self.secured.ctx.clone())?;
-        SecureStream::handshake(self.io, self.peer_addr, session, self.accepted).await
+        // Boxed, for the reason given at `SecureSocket::connect`.
+        Box::pin(SecureStream::handshake(
+            self.io,
+            self.peer_addr,
+            session,
+            self.accepted,
+        ))
+        .await
     }
 }
 
@@ -244,7 +258,6 @@ impl PendingStream {
 pub struct SecureStream {
     io: TcpStream,
     session: Session,
-    info: SecurityInfo,
     peer_addr: SocketAddr,
     write_closed: bool,
 }
@@ -253,7 +266,7 @@ impl std::fmt::Debug for SecureStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecureStream")
             .field("peer_addr", &self.peer_addr)
-            .field("flags", &self.info.flags)
+            .field("resumed", &self.session.conn.handshake_kind())
             .finish_non_exhaustive()
     }
 }
@@ -372,11 +385,10 @@ impl SecureStream {
             Ok(result) => result?,
             Err(_) => return Err(NegotiationError::Timeout { after: timeout }.into()),
         }
-        let info = session.complete()?;
+        session.complete()?;
         Ok(Self {
             io,
             session,
-            info,
             peer_addr,
             write_closed: false,
         })
@@ -384,7 +396,7 @@ impl SecureStream {
 
     /// What protects this connection and who the peer proved to be.
     pub fn query_security(&self) -> SecurityInfo {
-        self.info.clone()
+        self.session.info()
     }
 
     /// The peer's address.

@@ -10,8 +10,9 @@
 //! Not here: building TLS configurations ([`crate::tls`]) or deciding what to do with a
 //! failure (the session reports it).
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
@@ -37,11 +38,17 @@ pub enum Usage {
 }
 
 /// Validates certificate chains against one set of trust anchors and CRLs.
+///
+/// Successful validations are remembered (see [`ChainCache`]): a chain validated once is
+/// not validated again until its earliest certificate expires. The anchors and CRLs of a
+/// validator never change — a changed policy makes a new `Platform`, hence a new validator
+/// with an empty cache — so the only thing that can turn a valid chain invalid is time.
 pub struct ChainValidator {
     anchors: Vec<TrustAnchor<'static>>,
     crls: Vec<CertRevocationList<'static>>,
     algorithms: WebPkiSupportedAlgorithms,
     root_hints: Vec<DistinguishedName>,
+    cache: ChainCache,
 }
 
 impl fmt::Debug for ChainValidator {
@@ -83,6 +90,7 @@ impl ChainValidator {
             crls: revocation,
             algorithms,
             root_hints,
+            cache: ChainCache::default(),
         })
     }
 
@@ -96,8 +104,29 @@ impl ChainValidator {
         &self.root_hints
     }
 
-    /// Validates `end_entity` + `intermediates` up to an anchor, at `now`, for `usage`.
+    /// Validates `end_entity` + `intermediates` up to an anchor, at `now`, for `usage`:
+    /// from the cache if this exact chain was validated for this usage before and has not
+    /// expired since, else in full.
     pub fn validate(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        usage: Usage,
+    ) -> Result<(), rustls::Error> {
+        let key = ChainCache::key(usage, end_entity, intermediates);
+        if self.cache.holds(&key, now) {
+            return Ok(());
+        }
+        self.validate_uncached(end_entity, intermediates, now, usage)?;
+        if let Some(expires) = earliest_not_after(end_entity, intermediates) {
+            self.cache.remember(key, now, expires);
+        }
+        Ok(())
+    }
+
+    /// Full validation, never from the cache.
+    pub fn validate_uncached(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -133,35 +162,112 @@ impl ChainValidator {
         .map(|_| ())
         .map_err(pki_error)
     }
+}
 
-    /// Validates a chain (leaf first) and checks `target` against it, for use after
-    /// resumption, where rustls restores a stored chain without verifying it again.
-    pub fn revalidate(
-        &self,
-        chain: &[CertificateDer<'static>],
+/// The earliest notAfter (Unix seconds) of the leaf and every intermediate presented
+/// (also those the path did not use: an earlier expiry only shortens the cache entry).
+/// `None` if one cannot be parsed: then the result is not cached.
+fn earliest_not_after(
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+) -> Option<u64> {
+    std::iter::once(end_entity)
+        .chain(intermediates)
+        .map(|der| {
+            let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+            u64::try_from(cert.validity().not_after.timestamp()).ok()
+        })
+        .try_fold(u64::MAX, |earliest, t| Some(earliest.min(t?)))
+}
+
+/// Successful chain validations, keyed by the exact DER of the chain and the usage.
+///
+/// An entry answers "valid" only while `validated_at <= now < expires`: time is the only
+/// input of a validation that changes for a given validator (anchors and CRLs are fixed,
+/// an expired CRL does not refuse, and the chain is the key), a chain valid at
+/// `validated_at` was not-yet-valid at no earlier time for any certificate, and it stays
+/// valid until its earliest notAfter. A clock that went backwards misses. Failures are
+/// never cached. The handshake signature is checked by rustls on every handshake, cached
+/// chain or not.
+#[derive(Default)]
+struct ChainCache {
+    entries: Mutex<HashMap<Vec<u8>, CacheEntry>>,
+    hits: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Clone, Copy)]
+struct CacheEntry {
+    validated_at: u64,
+    expires: u64,
+}
+
+/// Chains remembered per validator; beyond it, expired entries go first, then any.
+const CACHE_CAPACITY: usize = 4096;
+
+impl ChainCache {
+    fn key(
         usage: Usage,
-        target: Option<&PeerTargetName>,
-        peer: Peer,
-    ) -> Result<(), NegotiationError> {
-        let (leaf, intermediates) = chain
-            .split_first()
-            .ok_or(NegotiationError::PeerSentNoCertificate)?;
-        self.validate(leaf, intermediates, UnixTime::now(), usage)
-            .map_err(|e| negotiation_error_from_tls(&e, peer))?;
-        if let Some(target) = target {
-            let names =
-                CertificateNames::from_der(leaf).map_err(|e| NegotiationError::UntrustedChain {
-                    peer,
-                    reason: format!("the certificate cannot be parsed: {e}"),
-                })?;
-            if !target.is_proven_by(&names) {
-                return Err(NegotiationError::PeerNameMismatch {
-                    expected: target.as_str().to_string(),
-                    presented: names.presented(),
-                });
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> Vec<u8> {
+        let total: usize = 1 + std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|c| 4 + c.len())
+            .sum::<usize>();
+        let mut key = Vec::with_capacity(total);
+        key.push(match usage {
+            Usage::ServerAuth => 1,
+            Usage::ClientAuth => 2,
+        });
+        for cert in std::iter::once(end_entity).chain(intermediates) {
+            key.extend_from_slice(&(cert.len() as u32).to_be_bytes());
+            key.extend_from_slice(cert);
+        }
+        key
+    }
+
+    fn holds(&self, key: &[u8], now: UnixTime) -> bool {
+        let now = now.as_secs();
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let hit = entries
+            .get(key)
+            .is_some_and(|e| e.validated_at <= now && now < e.expires);
+        if hit {
+            self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        hit
+    }
+
+    fn remember(&self, key: Vec<u8>, now: UnixTime, expires: u64) {
+        let now = now.as_secs();
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= CACHE_CAPACITY {
+            entries.retain(|_, e| now < e.expires);
+            if entries.len() >= CACHE_CAPACITY {
+                if let Some(any) = entries.keys().next().cloned() {
+                    entries.remove(&any);
+                }
             }
         }
-        Ok(())
+        entries.insert(
+            key,
+            CacheEntry {
+                validated_at: now,
+                expires,
+            },
+        );
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.lock().unwrap().len()
+    }
+}
+
+impl ChainValidator {
+    /// How many validations the cache answered.
+    pub fn cache_hits(&self) -> u64 {
+        self.cache.hits.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -424,6 +530,246 @@ impl ClientCertVerifier for ClientIdentityVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertificateRevocationListParams,
+        ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+        RevocationReason, RevokedCertParams, SerialNumber,
+    };
+
+    const T0: i64 = 1_900_000_000; // a fixed "now", in 2030
+
+    fn at(offset: i64) -> UnixTime {
+        UnixTime::since_unix_epoch(std::time::Duration::from_secs((T0 + offset) as u64))
+    }
+
+    fn date(offset: i64) -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp(T0 + offset).unwrap()
+    }
+
+    fn ca(
+        name: &str,
+        from: i64,
+        until: i64,
+    ) -> (CertificateParams, KeyPair, CertificateDer<'static>) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = date(from);
+        params.not_after = date(until);
+        let cert = params.self_signed(&key).unwrap().der().clone();
+        (params, key, cert)
+    }
+
+    fn leaf(
+        issuer: &(CertificateParams, KeyPair, CertificateDer<'static>),
+        serial: u64,
+        ekus: Vec<ExtendedKeyUsagePurpose>,
+        from: i64,
+        until: i64,
+    ) -> CertificateDer<'static> {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["host.example.test".to_string()]).unwrap();
+        params.serial_number = Some(SerialNumber::from(serial));
+        params.extended_key_usages = ekus;
+        params.not_before = date(from);
+        params.not_after = date(until);
+        let issuer = Issuer::from_params(&issuer.0, &issuer.1);
+        params.signed_by(&key, &issuer).unwrap().der().clone()
+    }
+
+    fn intermediate(
+        issuer: &(CertificateParams, KeyPair, CertificateDer<'static>),
+        from: i64,
+        until: i64,
+    ) -> (CertificateParams, KeyPair, CertificateDer<'static>) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "intermediate");
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = date(from);
+        params.not_after = date(until);
+        let signer = Issuer::from_params(&issuer.0, &issuer.1);
+        let cert = params.signed_by(&key, &signer).unwrap().der().clone();
+        (params, key, cert)
+    }
+
+    /// The cache never answers differently from a full validation: one long-lived validator
+    /// (whose cache fills as it goes) against a full validation of every case, over chains
+    /// that are good, expiring, not yet valid, for one usage only, untrusted, revoked, or
+    /// that expire through their intermediate, at times that go forward and back.
+    #[test]
+    fn the_cache_never_accepts_what_a_full_validation_refuses() {
+        use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+        let day = 86_400;
+        let root = ca("root", -10 * day, 10 * day);
+        let rogue = ca("root", -10 * day, 10 * day); // same name, other key
+        let inter = intermediate(&root, -day, 50);
+        let chains: Vec<(&str, CertificateDer<'static>, Vec<CertificateDer<'static>>)> = vec![
+            (
+                "good",
+                leaf(&root, 1, vec![ServerAuth, ClientAuth], -day, day),
+                vec![],
+            ),
+            (
+                "expires at +100",
+                leaf(&root, 2, vec![ServerAuth, ClientAuth], -day, 100),
+                vec![],
+            ),
+            (
+                "valid from +100",
+                leaf(&root, 3, vec![ServerAuth, ClientAuth], 100, day),
+                vec![],
+            ),
+            (
+                "server only",
+                leaf(&root, 4, vec![ServerAuth], -day, day),
+                vec![],
+            ),
+            (
+                "client only",
+                leaf(&root, 5, vec![ClientAuth], -day, day),
+                vec![],
+            ),
+            (
+                "rogue issuer",
+                leaf(&rogue, 6, vec![ServerAuth, ClientAuth], -day, day),
+                vec![],
+            ),
+            (
+                "revoked",
+                leaf(&root, 7, vec![ServerAuth, ClientAuth], -day, day),
+                vec![],
+            ),
+            (
+                "via intermediate expiring at +50",
+                leaf(&inter, 8, vec![ServerAuth, ClientAuth], -day, day),
+                vec![inter.2.clone()],
+            ),
+            (
+                "good, extra unused intermediate",
+                leaf(&root, 9, vec![ServerAuth, ClientAuth], -day, day),
+                vec![inter.2.clone()],
+            ),
+        ];
+        let crl = CertificateRevocationListParams {
+            this_update: date(-day),
+            next_update: date(day),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from(7u64),
+                revocation_time: date(-day),
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            }],
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&Issuer::from_params(&root.0, &root.1))
+        .unwrap();
+        let crls = [CertificateRevocationListDer::from(crl.der().to_vec())];
+        let algorithms =
+            rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
+        let anchors = [root.2.clone()];
+        let cached = ChainValidator::new(&anchors, &crls, algorithms).unwrap();
+        let fresh = || ChainValidator::new(&anchors, &crls, algorithms).unwrap();
+
+        // Forward, back past every boundary, and forward again.
+        let times = [
+            0,
+            1,
+            49,
+            50,
+            51,
+            99,
+            100,
+            101,
+            day - 1,
+            day,
+            day + 1,
+            60,
+            10,
+            -1,
+            -20 * day,
+            0,
+            99,
+            100,
+            20 * day,
+        ];
+        let mut checked = 0;
+        for offset in times {
+            for usage in [Usage::ServerAuth, Usage::ClientAuth] {
+                for (name, leaf, intermediates) in &chains {
+                    let full = fresh().validate_uncached(leaf, intermediates, at(offset), usage);
+                    let answer = cached.validate(leaf, intermediates, at(offset), usage);
+                    assert_eq!(
+                        answer.is_ok(),
+                        full.is_ok(),
+                        "{name}, {usage:?}, at +{offset}: cache {answer:?}, full {full:?}"
+                    );
+                    if let (Err(a), Err(f)) = (&answer, &full) {
+                        assert_eq!(
+                            a.to_string(),
+                            f.to_string(),
+                            "{name} at +{offset}: the same reason"
+                        );
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, times.len() * 2 * chains.len());
+        // The cache was really used, and only successes were kept.
+        assert!(
+            cached.cache_hits() > 20,
+            "only {} hits",
+            cached.cache_hits()
+        );
+        // One entry per (chain, usage) that ever validated: good, expiring, valid-from,
+        // via intermediate and extra intermediate for both usages; server-only and
+        // client-only for one each. Rogue and revoked never.
+        assert_eq!(cached.cache.len(), 12);
+        // Sanity of the fixture: each kind of refusal occurs.
+        let verdict = |name: &str, offset, usage| {
+            let (_, leaf, inter) = chains.iter().find(|c| c.0 == name).unwrap();
+            fresh().validate_uncached(leaf, inter, at(offset), usage)
+        };
+        assert!(verdict("good", 0, Usage::ServerAuth).is_ok());
+        assert!(verdict("expires at +100", 101, Usage::ServerAuth).is_err());
+        assert!(verdict("valid from +100", 99, Usage::ServerAuth).is_err());
+        assert!(verdict("server only", 0, Usage::ClientAuth).is_err());
+        assert!(verdict("rogue issuer", 0, Usage::ServerAuth).is_err());
+        assert!(matches!(
+            verdict("revoked", 0, Usage::ServerAuth),
+            Err(rustls::Error::InvalidCertificate(CertificateError::Revoked))
+        ));
+        assert!(verdict("via intermediate expiring at +50", 49, Usage::ServerAuth).is_ok());
+        assert!(verdict("via intermediate expiring at +50", 51, Usage::ServerAuth).is_err());
+    }
+
+    #[test]
+    fn a_full_cache_makes_room() {
+        let cache = ChainCache::default();
+        for i in 0..(CACHE_CAPACITY as u64 + 10) {
+            cache.remember(i.to_be_bytes().to_vec(), at(0), (T0 + 100) as u64);
+        }
+        assert_eq!(cache.len(), CACHE_CAPACITY);
+        // Expired entries are dropped first.
+        cache.remember(b"new".to_vec(), at(200), (T0 + 300) as u64);
+        assert_eq!(cache.len(), 1);
+        assert!(cache.holds(b"new", at(201)));
+        assert!(
+            !cache.holds(b"new", at(300)),
+            "expires at its earliest notAfter"
+        );
+        assert!(!cache.holds(b"new", at(199)), "a clock gone back misses");
+    }
 
     #[test]
     fn alert_names_use_rfc_spelling() {
