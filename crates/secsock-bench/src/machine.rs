@@ -1,6 +1,7 @@
-//! What the benchmark process knows about the machine and itself: the machine's
-//! description for reports, the process's resident memory, a clock shared by processes,
+//! What the benchmark's processes know about the machine and themselves: the machine's
+//! description for reports, a process's resident memory, a clock shared by processes,
 //! and the file-descriptor limit that bounds how many connections one process can hold.
+//! Everything is read from /proc or through rustix's safe system-call wrappers.
 //!
 //! Not here: anything about TLS or connections (see `load`).
 
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// File descriptors each process keeps for things other than the connections it holds:
 /// the listener, the runtime's epoll and wake-up descriptors, stdio, the pipes between
-/// the two processes, /proc reads, shared libraries.
+/// the processes, /proc reads, shared libraries.
 pub const FD_RESERVE: u64 = 256;
 
 /// Where and with what a report was produced.
@@ -91,74 +92,6 @@ fn kib_field(text: &str, key: &str) -> Option<u64> {
 pub fn rss_bytes() -> anyhow::Result<u64> {
     let status = fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     kib_field(&status, "VmRSS:").context("/proc/self/status has no VmRSS line")
-}
-
-/// Growth of the live heap per connection, by allocation size class (only with the cargo
-/// feature `heap-profile`, which installs a counting allocator).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct HeapGrowth {
-    /// Live heap bytes per connection (what the program keeps, without the allocator's
-    /// own overhead and free memory).
-    pub live_bytes_per_connection: f64,
-    /// The size classes that grew or shrank by at least 0.05 allocations per connection.
-    pub classes: Vec<ClassGrowth>,
-}
-
-/// One size class of a [`HeapGrowth`].
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ClassGrowth {
-    /// Allocations larger than the previous class's bound and at most this many bytes
-    /// (none: larger than every bound).
-    pub up_to_bytes: Option<usize>,
-    /// Live allocations of this class gained per connection.
-    pub allocations_per_connection: f64,
-    /// Live bytes of this class gained per connection.
-    pub bytes_per_connection: f64,
-}
-
-/// The live heap at one moment, when the counting allocator is built in.
-#[cfg(feature = "heap-profile")]
-pub type HeapMark = crate::sys::heap::Snapshot;
-/// Nothing: the counting allocator is not built in.
-#[cfg(not(feature = "heap-profile"))]
-#[derive(Clone, Copy, Debug)]
-pub struct HeapMark;
-
-/// Marks the live heap now (nothing without the feature `heap-profile`).
-pub fn heap_mark() -> HeapMark {
-    #[cfg(feature = "heap-profile")]
-    {
-        crate::sys::heap::snapshot()
-    }
-    #[cfg(not(feature = "heap-profile"))]
-    {
-        HeapMark
-    }
-}
-
-/// The live heap's growth from `before` to `after`, per connection of `connections`.
-#[cfg(feature = "heap-profile")]
-pub fn heap_growth(before: &HeapMark, after: &HeapMark, connections: usize) -> Option<HeapGrowth> {
-    use crate::sys::heap::{class_limit, CLASSES};
-    let n = connections.max(1) as f64;
-    let classes = (0..CLASSES)
-        .map(|i| ClassGrowth {
-            up_to_bytes: class_limit(i),
-            allocations_per_connection: (after.count[i] - before.count[i]) as f64 / n,
-            bytes_per_connection: (after.bytes[i] - before.bytes[i]) as f64 / n,
-        })
-        .filter(|c| c.allocations_per_connection.abs() >= 0.05)
-        .collect();
-    Some(HeapGrowth {
-        live_bytes_per_connection: (after.live_bytes - before.live_bytes) as f64 / n,
-        classes,
-    })
-}
-
-/// Nothing to report without the feature `heap-profile`.
-#[cfg(not(feature = "heap-profile"))]
-pub fn heap_growth(_: &HeapMark, _: &HeapMark, _: usize) -> Option<HeapGrowth> {
-    None
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: one clock for every process of the machine, so that

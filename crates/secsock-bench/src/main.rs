@@ -5,17 +5,23 @@
 //! secsock-bench load --connections 10000 [--json]
 //! ```
 //!
-//! For profiling, `load --only STACK` runs one stack's phase, and the environment variable
-//! `SECSOCK_BENCH_CLIENT_WRAPPER` (e.g. `heaptrack -o /tmp/client`) runs the client
-//! process under another program.
+//! `load` orchestrates: each stack's server and client run in fresh processes of this
+//! program (the hidden `load-server` and `load-client` commands), which measure themselves.
+//! For profiling, `load --only STACK` runs one stack's phase, and the environment variables
+//! `SECSOCK_BENCH_SERVER_WRAPPER` and `SECSOCK_BENCH_CLIENT_WRAPPER` (e.g.
+//! `heaptrack -o /tmp/server`) run the server or client process under another program.
 //!
-//! Modules: `load` (the scenarios), `machine` (machine facts, memory, clocks, limits),
-//! `domain` (the temporary trust domain both stacks use), `sys` (the C library call).
+//! No `unsafe` here: every measurement comes from /proc or from rustix's safe wrappers.
+//!
+//! Modules: `load` (the scenario), `sizes` (type and future sizes), `machine` (machine
+//! facts, memory, clocks, limits), `domain` (the temporary trust domain both stacks use).
+
+#![forbid(unsafe_code)]
 
 mod domain;
 mod load;
 mod machine;
-mod sys;
+mod sizes;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,7 +29,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::load::{ClientOptions, LoadOptions, Order, Stack};
+use crate::load::client::ClientOptions;
+use crate::load::server::ServerOptions;
+use crate::load::{LoadOptions, Order, Stack};
 
 /// Benchmarks of secsock against plain rustls (tokio-rustls), from the same run.
 #[derive(Parser, Debug)]
@@ -35,9 +43,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Opens N mutual-TLS connections to an in-process server and holds them idle, with
-    /// secsock and with plain tokio-rustls: handshakes per second while opening, memory
-    /// per connection on each endpoint, and their ratios.
+    /// Opens N mutual-TLS connections and holds them idle, with secsock and with plain
+    /// tokio-rustls, each stack's server and client in fresh processes: handshakes per
+    /// second while opening, memory per connection on each endpoint, and their ratios.
     Load {
         /// Connections to open and hold, per stack.
         #[arg(long, default_value_t = 1000)]
@@ -59,7 +67,23 @@ enum Command {
         #[arg(long, value_enum, hide = true)]
         only: Option<Stack>,
     },
-    /// The client side of `load`, run by it in a child process.
+    /// The server side of one `load` phase, run by it in a child process.
+    #[command(hide = true)]
+    LoadServer {
+        /// The stack to serve with.
+        #[arg(long, value_enum)]
+        stack: Stack,
+        /// Connections it must be able to hold.
+        #[arg(long)]
+        connections: usize,
+        /// The server identity's directory (host.crt, host.key, ca.crt, policy.toml).
+        #[arg(long)]
+        identity: PathBuf,
+        /// The baseline server sends no session tickets (secsock: said by the policy).
+        #[arg(long)]
+        no_resumption: bool,
+    },
+    /// The client side of one `load` phase, run by it in a child process.
     #[command(hide = true)]
     LoadClient {
         /// The server.
@@ -107,6 +131,18 @@ fn main() -> ExitCode {
             json,
             only,
         ),
+        Command::LoadServer {
+            stack,
+            connections,
+            identity,
+            no_resumption,
+        } => load::server::run_server(&ServerOptions {
+            stack,
+            identity,
+            connections,
+            resumption: !no_resumption,
+        })
+        .map(|()| ExitCode::SUCCESS),
         Command::LoadClient {
             addr,
             connections,
@@ -114,7 +150,7 @@ fn main() -> ExitCode {
             stack,
             identity,
             no_resumption,
-        } => load::run_client(&ClientOptions {
+        } => load::client::run_client(&ClientOptions {
             addr,
             connections,
             concurrency,
@@ -123,7 +159,7 @@ fn main() -> ExitCode {
             resumption: !no_resumption,
         })
         .map(|()| ExitCode::SUCCESS),
-        Command::Sizes => load::print_sizes().map(|()| ExitCode::SUCCESS),
+        Command::Sizes => sizes::print_sizes().map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,91 @@
+//! The baseline's configurations: plain rustls (through tokio-rustls) with the same
+//! certificates, key, trust anchor and crypto as secsock's policy files.
+//!
+//! Not here: secsock's side, which is configured by the policy files alone (`domain`).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::domain::IdentityFiles;
+
+/// The baseline's crypto: rustls's default aws-lc-rs provider, with the TLS 1.3 suites in
+/// the order of secsock's standard crypto policy (AES-128-GCM first; rustls's default
+/// puts AES-256-GCM first), so that both stacks negotiate the same suite. Key exchange
+/// is rustls's default (X25519MLKEM768 first), as secsock's policy.
+fn provider() -> Arc<CryptoProvider> {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    let first = rustls::CipherSuite::TLS13_AES_128_GCM_SHA256;
+    provider
+        .cipher_suites
+        .sort_by_key(|s| if s.suite() == first { 0 } else { 1 });
+    Arc::new(provider)
+}
+
+/// The certificate chain, key and trust anchors of an identity, read from its PEM files.
+struct Credentials {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    roots: Arc<RootCertStore>,
+}
+
+impl Credentials {
+    fn read(files: &IdentityFiles) -> anyhow::Result<Self> {
+        let chain = CertificateDer::pem_file_iter(&files.certificate)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("reading {}", files.certificate.display()))?;
+        let key = PrivateKeyDer::from_pem_file(&files.private_key)
+            .with_context(|| format!("reading {}", files.private_key.display()))?;
+        let mut roots = RootCertStore::empty();
+        for ca in CertificateDer::pem_file_iter(&files.ca)
+            .with_context(|| format!("reading {}", files.ca.display()))?
+        {
+            let ca = ca.with_context(|| format!("reading {}", files.ca.display()))?;
+            roots
+                .add(ca)
+                .with_context(|| format!("using {} as a trust anchor", files.ca.display()))?;
+        }
+        Ok(Self {
+            chain,
+            key,
+            roots: Arc::new(roots),
+        })
+    }
+}
+
+/// Mutual TLS server: rustls's defaults with `WebPkiClientVerifier` over the CA. Without
+/// `resumption` it sends no session tickets.
+pub fn server_config(files: &IdentityFiles, resumption: bool) -> anyhow::Result<Arc<ServerConfig>> {
+    let credentials = Credentials::read(files)?;
+    let provider = provider();
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(credentials.roots.clone(), provider.clone())
+            .build()?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(credentials.chain, credentials.key)?;
+    if !resumption {
+        config.send_tls13_tickets = 0;
+    }
+    Ok(Arc::new(config))
+}
+
+/// Mutual TLS client: rustls's defaults with the CA as the only root and the client
+/// certificate. Without `resumption` it never resumes a session.
+pub fn client_config(files: &IdentityFiles, resumption: bool) -> anyhow::Result<Arc<ClientConfig>> {
+    let credentials = Credentials::read(files)?;
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(credentials.roots)
+        .with_client_auth_cert(credentials.chain, credentials.key)?;
+    if !resumption {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
+    Ok(Arc::new(config))
+}
