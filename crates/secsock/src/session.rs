@@ -30,6 +30,9 @@ struct ClientSide {
 
 /// What carries a connection's bytes: TLS, or clear text where the settings allowed it
 /// (`ALLOW_INSECURE` fallback, `SKIP_ENFORCEMENT`).
+// TLS is the common case: boxing it would cost every connection an allocation to save
+// space only in the rare clear one.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Link {
     /// Secured.
     Tls(Session),
