@@ -470,6 +470,22 @@ fn system_time(unix: i64) -> SystemTime {
     }
 }
 
+/// A reader that remembers the first byte it delivered.
+struct FirstByte<'a> {
+    io: &'a mut dyn std::io::Read,
+    first: Option<u8>,
+}
+
+impl std::io::Read for FirstByte<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.io.read(buf)?;
+        if n > 0 && self.first.is_none() {
+            self.first = Some(buf[0]);
+        }
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,18 +522,3 @@ mod tests {
     }
 }
 
-/// A reader that remembers the first byte it delivered.
-struct FirstByte<'a> {
-    io: &'a mut dyn std::io::Read,
-    first: Option<u8>,
-}
-
-impl std::io::Read for FirstByte<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.io.read(buf)?;
-        if n > 0 && self.first.is_none() {
-            self.first = Some(buf[0]);
-        }
-        Ok(n)
-    }
-}
