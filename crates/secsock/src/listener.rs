@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use rustls::ServerConfig;
 
+use crate::error::Peer;
 use crate::error::{Error, NegotiationError};
 use crate::fallback::{self, FirstBytes, CLEAR_TEXT_WAIT};
 use crate::name::PeerTargetName;
 use crate::peers::{AddressPrefix, PeerNames};
-use crate::session::{Clear, Session};
+use crate::session::{negotiation_io_error, Clear, Session};
 use crate::settings::SecuritySettings;
 use crate::socket::Secured;
 use crate::stream::SecureStream;
@@ -312,7 +313,8 @@ impl PendingStream {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::Io(e)),
+                // A client that resets while we look is that client's failure.
+                Err(e) => return Err(negotiation_io_error(e, Peer::Client, limit)),
             }
         }
     }

@@ -235,7 +235,10 @@ mod tests {
             "no binding: anyone proven"
         );
         names.bind(alice.clone(), "127.0.0.2".parse().unwrap());
-        assert_eq!(names.applicable(ip("127.0.0.2")), std::slice::from_ref(&alice));
+        assert_eq!(
+            names.applicable(ip("127.0.0.2")),
+            std::slice::from_ref(&alice)
+        );
         assert!(
             names.applicable(ip("127.0.0.1")).is_empty(),
             "another address is unrestricted"
@@ -246,7 +249,10 @@ mod tests {
             names.applicable(ip("127.0.0.2")),
             [alice.clone(), bob.clone()]
         );
-        assert_eq!(names.applicable(ip("127.0.0.1")), std::slice::from_ref(&bob));
+        assert_eq!(
+            names.applicable(ip("127.0.0.1")),
+            std::slice::from_ref(&bob)
+        );
         assert_eq!(names.delete("127.0.0.2".parse().unwrap()), 1);
         assert_eq!(names.applicable(ip("127.0.0.2")), [bob]);
         assert_eq!(names.delete(AddressPrefix::Any), 1);

@@ -262,20 +262,9 @@ impl Session {
         self.first_peer_byte
     }
 
-    /// Maps a socket failure during the handshake: the peer going away is the peer's
-    /// failure (`PeerClosed`), a socket timeout is the handshake timeout.
+    /// Maps a socket failure during the handshake (see [`negotiation_io_error`]).
     pub(crate) fn handshake_io_error(&self, e: std::io::Error) -> Error {
-        use std::io::ErrorKind as K;
-        match e.kind() {
-            K::WouldBlock | K::TimedOut => NegotiationError::Timeout {
-                after: self.handshake_timeout(),
-            }
-            .into(),
-            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotConnected => {
-                NegotiationError::PeerClosed { peer: self.peer }.into()
-            }
-            _ => Error::Io(e),
-        }
+        negotiation_io_error(e, self.peer, self.handshake_timeout())
     }
 
     /// The reason a failed handshake gives the caller.
@@ -470,6 +459,20 @@ fn system_time(unix: i64) -> SystemTime {
     }
 }
 
+/// Maps a socket failure while a connection is being secured: the peer going away is the
+/// peer's failure (`PeerClosed`), a socket timeout is the handshake timeout, anything else
+/// is an I/O error.
+pub(crate) fn negotiation_io_error(e: std::io::Error, peer: Peer, timeout: Duration) -> Error {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::WouldBlock | K::TimedOut => NegotiationError::Timeout { after: timeout }.into(),
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotConnected => {
+            NegotiationError::PeerClosed { peer }.into()
+        }
+        _ => Error::Io(e),
+    }
+}
+
 /// A reader that remembers the first byte it delivered.
 struct FirstByte<'a> {
     io: &'a mut dyn std::io::Read,
@@ -521,4 +524,3 @@ mod tests {
         assert!(!never.record(u64::MAX, start), "saturates, never wraps");
     }
 }
-

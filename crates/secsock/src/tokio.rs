@@ -48,7 +48,7 @@ use crate::name::PeerTargetName;
 use crate::peers::{AddressPrefix, PeerNames};
 use crate::platform::Platform;
 use crate::session::Session;
-use crate::session::{Clear, Link};
+use crate::session::{negotiation_io_error, Clear, Link};
 use crate::settings::SecuritySettings;
 use crate::socket::{connect_timed_out, fallback_socket, Plan};
 use crate::stream::{protocol_error, truncation_error};
@@ -343,7 +343,8 @@ impl PendingStream {
                     // A ClientHello arriving in pieces: look again shortly.
                     ::tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                 }
-                Ok(Err(e)) => return Err(Error::Io(e)),
+                // A client that resets while we look is that client's failure.
+                Ok(Err(e)) => return Err(negotiation_io_error(e, Peer::Client, limit)),
             }
         }
     }
