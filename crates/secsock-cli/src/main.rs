@@ -122,10 +122,70 @@ fn parse_time(text: &str) -> Result<std::time::SystemTime, String> {
         .map_err(|e| format!("`{text}` is not an RFC 3339 time such as 2027-01-01T00:00:00Z: {e}"))
 }
 
+/// The security settings a command applies (`SecuritySettings`).
+#[derive(Args, Clone)]
+struct SecurityArgs {
+    /// Allow clear text where the peer plainly does not speak TLS (never on a failed
+    /// verification): ALLOW_INSECURE.
+    #[arg(long)]
+    allow_insecure: bool,
+    /// Refuse any outcome without encryption: GUARANTEE_ENCRYPTION.
+    #[arg(long)]
+    guarantee_encryption: bool,
+    /// A peer whose names do not match is accepted if its chain is trusted; the mismatch is
+    /// reported: OPTIONAL_PEER_NAME_VERIFICATION.
+    #[arg(long)]
+    optional_peer_name_verification: bool,
+}
+
+impl SecurityArgs {
+    fn settings(&self) -> Result<SecuritySettings> {
+        let mut flags = secsock::SecurityFlags::empty();
+        if self.allow_insecure {
+            flags |= secsock::SecurityFlags::ALLOW_INSECURE;
+        }
+        if self.guarantee_encryption {
+            flags |= secsock::SecurityFlags::GUARANTEE_ENCRYPTION;
+        }
+        let mut options = secsock::OptionFlags::empty();
+        if self.optional_peer_name_verification {
+            options |= secsock::OptionFlags::OPTIONAL_PEER_NAME_VERIFICATION;
+        }
+        let settings = SecuritySettings::new()
+            .with_flags(flags)
+            .with_options(options);
+        settings
+            .validate()
+            .context("--allow-insecure, --guarantee-encryption")?;
+        Ok(settings)
+    }
+}
+
+/// `NAME` or `NAME@ADDR[/PREFIX]`: a principal allowed to connect, from anywhere or from
+/// the given addresses. Names may contain `@` themselves (realms, users): the address is
+/// what follows the last `@`, when that parses as an address or prefix.
+fn parse_allow_peer(text: &str) -> Result<(PeerTargetName, secsock::AddressPrefix), String> {
+    if let Some((name, addr)) = text.rsplit_once('@') {
+        if let Ok(prefix) = addr.parse::<secsock::AddressPrefix>() {
+            let name = PeerTargetName::parse(name).map_err(|e| e.to_string())?;
+            return Ok((name, prefix));
+        }
+    }
+    let name = PeerTargetName::parse(text).map_err(|e| e.to_string())?;
+    Ok((name, secsock::AddressPrefix::Any))
+}
+
 #[derive(Args)]
 struct ServeArgs {
     #[command(flatten)]
     policy: PolicyArg,
+    #[command(flatten)]
+    security: SecurityArgs,
+    /// Only this principal may connect (repeatable); `NAME@ADDR/PREFIX` limits the rule to
+    /// clients from those addresses. Without any, every principal proven under the trust
+    /// anchors may connect.
+    #[arg(long, value_name = "NAME[@ADDR/PREFIX]", value_parser = parse_allow_peer)]
+    allow_peer: Vec<(PeerTargetName, secsock::AddressPrefix)>,
     /// Address to listen on, e.g. 127.0.0.1:27015 or [::]:27015.
     #[arg(long, value_name = "ADDR")]
     listen: String,
@@ -145,6 +205,8 @@ struct ServeArgs {
 struct ConnectArgs {
     #[command(flatten)]
     policy: PolicyArg,
+    #[command(flatten)]
+    security: SecurityArgs,
     /// The principal the server must prove: host/server.example.test, server.example.test,
     /// 192.0.2.1, spiffe://example.test/service, ...
     #[arg(long, value_name = "NAME")]
@@ -157,6 +219,8 @@ struct ConnectArgs {
 struct QueryArgs {
     #[command(flatten)]
     policy: PolicyArg,
+    #[command(flatten)]
+    security: SecurityArgs,
     /// The principal the server must prove.
     #[arg(long, value_name = "NAME")]
     peer_name: String,
@@ -418,15 +482,22 @@ fn serve(args: ServeArgs) -> Result<()> {
         json: args.json,
         max_connections: args.max_connections,
         max_handshakes: args.max_handshakes,
+        settings: args.security.settings()?,
+        allow_peers: args.allow_peer,
     })
 }
 
-fn connect_to(policy: &PolicyArg, peer_name: &str, addr: &str) -> Result<SecureStream> {
+fn connect_to(
+    policy: &PolicyArg,
+    security: &SecurityArgs,
+    peer_name: &str,
+    addr: &str,
+) -> Result<SecureStream> {
     let platform = platform(policy)?;
     let target = PeerTargetName::parse(peer_name).context("--peer-name")?;
     let addr = resolve(addr)?;
     let mut socket = SecureSocket::with_platform(domain_of(&addr), platform)?;
-    socket.set_security(&SecuritySettings::new())?;
+    socket.set_security(&security.settings()?)?;
     socket.set_peer_target_name(target)?;
     socket
         .connect(addr)
@@ -434,7 +505,7 @@ fn connect_to(policy: &PolicyArg, peer_name: &str, addr: &str) -> Result<SecureS
 }
 
 fn connect(args: ConnectArgs) -> Result<()> {
-    let mut stream = connect_to(&args.policy, &args.peer_name, &args.addr)?;
+    let mut stream = connect_to(&args.policy, &args.security, &args.peer_name, &args.addr)?;
     // Standard input is read on its own thread; the connection is served here, reading
     // with a short timeout so that sending and receiving interleave.
     let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
@@ -499,7 +570,7 @@ fn connect(args: ConnectArgs) -> Result<()> {
 }
 
 fn query(args: QueryArgs) -> Result<()> {
-    let stream = connect_to(&args.policy, &args.peer_name, &args.addr)?;
+    let stream = connect_to(&args.policy, &args.security, &args.peer_name, &args.addr)?;
     let info = stream.query_security();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
@@ -509,4 +580,65 @@ fn query(args: QueryArgs) -> Result<()> {
     }
     stream.close()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_peer_takes_an_optional_address_after_the_last_at() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("host/client.example.test", "host/client.example.test", "*"),
+            (
+                "host/client.example.test@127.0.0.2",
+                "host/client.example.test",
+                "127.0.0.2/32",
+            ),
+            (
+                "host/client.example.test@10.0.0.0/8",
+                "host/client.example.test",
+                "10.0.0.0/8",
+            ),
+            (
+                "host/db.example.test@EXAMPLE.TEST",
+                "host/db.example.test@EXAMPLE.TEST",
+                "*",
+            ),
+            (
+                "host/db.example.test@EXAMPLE.TEST@192.0.2.0/24",
+                "host/db.example.test@EXAMPLE.TEST",
+                "192.0.2.0/24",
+            ),
+            ("user:alice@EXAMPLE.TEST", "user:alice@EXAMPLE.TEST", "*"),
+            (
+                "spiffe://example.test/api@[2001:db8::]/32",
+                "spiffe://example.test/api",
+                "2001:db8::/32",
+            ),
+        ];
+        for (text, name, prefix) in cases {
+            let (n, p) = parse_allow_peer(text).unwrap();
+            assert_eq!(
+                (n.as_str(), p.to_string().as_str()),
+                (*name, *prefix),
+                "{text}"
+            );
+        }
+        assert!(parse_allow_peer("not a name@10.0.0.0/8").is_err());
+    }
+
+    #[test]
+    fn conflicting_flags_are_refused() {
+        let args = SecurityArgs {
+            allow_insecure: true,
+            guarantee_encryption: true,
+            optional_peer_name_verification: false,
+        };
+        let err = args.settings().unwrap_err();
+        assert!(
+            format!("{err:#}").contains("cannot be set together"),
+            "{err:#}"
+        );
+    }
 }

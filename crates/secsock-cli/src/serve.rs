@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use secsock::tokio::{SecureSocket, SecureStream};
-use secsock::{Platform, SecurityInfo, SecuritySettings};
+use secsock::{AddressPrefix, PeerTargetName, Platform, SecurityInfo, SecuritySettings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
@@ -35,6 +35,10 @@ pub struct Options {
     pub max_connections: Option<usize>,
     /// Handshakes in progress at once.
     pub max_handshakes: usize,
+    /// The listener's security settings.
+    pub settings: SecuritySettings,
+    /// The principals allowed to connect, and from where (empty: any proven principal).
+    pub allow_peers: Vec<(PeerTargetName, AddressPrefix)>,
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns the soft limit now in force.
@@ -100,11 +104,15 @@ async fn serve(options: Options, max_connections: usize) -> Result<()> {
         secsock::Domain::IPV6
     };
     let mut socket = SecureSocket::with_platform(domain, options.platform)?;
-    socket.set_security(&SecuritySettings::new())?;
+    socket.set_security(&options.settings)?;
     socket
         .bind(addr)
         .with_context(|| format!("cannot listen on {addr}"))?;
     let listener = socket.listen(4096)?;
+    for (name, peers) in options.allow_peers {
+        eprintln!("secsock: allowing {name} from {peers}");
+        listener.set_peer_target_name(name, peers);
+    }
     eprintln!("secsock: listening on {}", listener.local_addr()?);
     eprintln!(
         "secsock: at most {max_connections} connections, {} handshakes at once",
@@ -158,8 +166,15 @@ fn report(peer: SocketAddr, info: &SecurityInfo, json: bool) {
             map.insert("peer_address".into(), peer.to_string().into());
         }
         value.to_string()
-    } else {
+    } else if info.is_secured() {
         format!("{peer} secured: {}", proven_names(info))
+    } else {
+        let why = info
+            .negotiation_error
+            .as_ref()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        format!("{peer} NOT secured: {why}")
     };
     let mut out = io::stdout().lock();
     let _ = writeln!(out, "{line}");

@@ -863,3 +863,206 @@ fn serve_refuses_connections_beyond_its_cap_cleanly_and_recovers() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+// ---- enforcement flags ----
+
+#[test]
+fn serve_with_allow_insecure_serves_a_plain_client_in_clear_and_says_so() {
+    let domain = Domain::new();
+    let server = serve(&domain.server_policy(), &["--allow-insecure"]);
+    let mut plain = std::net::TcpStream::connect(&server.addr).unwrap();
+    plain.write_all(b"plain hello\n").unwrap();
+    plain.shutdown(std::net::Shutdown::Write).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut back = Vec::new();
+    plain.read_to_end(&mut back).unwrap();
+    assert_eq!(back, b"plain hello\n");
+    let line = server.lines.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        line.contains("NOT secured") && line.contains("not a TLS ClientHello"),
+        "{line}"
+    );
+    // A secsock client is still secured.
+    let out = connect(
+        &domain.path("client/policy.toml"),
+        "server.example.test",
+        &server.addr,
+        b"tls\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = server.lines.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(line.ends_with("secured: client.example.test"), "{line}");
+}
+
+/// A plain TCP server that greets, then records what it receives until EOF.
+fn plain_greeting_server() -> (String, mpsc::Receiver<Vec<u8>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let _ = conn.write_all(b"220 plain service ready\r\n");
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut got = Vec::new();
+            let _ = conn.read_to_end(&mut got);
+            let _ = tx.send(got);
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn connect_falls_back_to_clear_only_with_allow_insecure() {
+    let domain = Domain::new();
+    let (addr, received) = plain_greeting_server();
+    let policy = domain.path("client/policy.toml");
+    let refused = connect(&policy, "server.example.test", &addr, b"PAYLOAD-123\n");
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("does not speak TLS"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let first = received.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        !contains(&first, b"PAYLOAD-123"),
+        "the payload reached a plain server without --allow-insecure"
+    );
+    assert_eq!(first.first(), Some(&0x16));
+
+    let mut child = secsock()
+        .args([
+            "connect",
+            "--policy",
+            p(&policy),
+            "--peer-name",
+            "server.example.test",
+            "--allow-insecure",
+            &addr,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"PAYLOAD-123\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "220 plain service ready\r\n");
+    // The first connection carried only the ClientHello; the second, the payload in clear.
+    let hello = received.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(hello.first(), Some(&0x16));
+    assert!(!contains(&hello, b"PAYLOAD-123"));
+    let clear = received.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(clear, b"PAYLOAD-123\n");
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn query_reports_a_clear_fallback_as_not_secured() {
+    let domain = Domain::new();
+    let (addr, _received) = plain_greeting_server();
+    let out = run(&[
+        "query",
+        "--policy",
+        p(&domain.path("client/policy.toml")),
+        "--peer-name",
+        "server.example.test",
+        "--allow-insecure",
+        "--json",
+        &addr,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["secured"], false);
+    assert_eq!(v["encrypted"], false);
+    assert!(v["peer_machine"].is_null());
+    assert!(
+        v["negotiation_error"].as_str().unwrap().contains("not TLS"),
+        "{v}"
+    );
+}
+
+#[test]
+fn guarantee_encryption_with_allow_insecure_is_refused_on_the_command_line() {
+    let domain = Domain::new();
+    let out = run(&[
+        "query",
+        "--policy",
+        p(&domain.path("client/policy.toml")),
+        "--peer-name",
+        "server.example.test",
+        "--allow-insecure",
+        "--guarantee-encryption",
+        "127.0.0.1:9",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("cannot be set together"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn optional_peer_name_verification_on_the_command_line() {
+    let domain = Domain::new();
+    let server = serve(&domain.server_policy(), &[]);
+    let out = run(&[
+        "query",
+        "--policy",
+        p(&domain.path("client/policy.toml")),
+        "--peer-name",
+        "host/other.example.test",
+        "--optional-peer-name-verification",
+        "--json",
+        &server.addr,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["secured"], true);
+    assert!(
+        v["negotiation_error"]
+            .as_str()
+            .unwrap()
+            .contains("expected `host/other.example.test`"),
+        "{v}"
+    );
+}
+
+#[test]
+fn serve_allow_peer_admits_only_the_named_principal() {
+    let domain = Domain::new();
+    let other = domain.issue("host/other.example.test", "other", &[]);
+    let server = serve(
+        &domain.server_policy(),
+        &["--allow-peer", "host/client.example.test"],
+    );
+    let ok = connect(
+        &domain.path("client/policy.toml"),
+        "server.example.test",
+        &server.addr,
+        b"in\n",
+    );
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert_eq!(text(&ok.stdout), "in\n");
+    let refused = connect(&other, "server.example.test", &server.addr, b"out\n");
+    assert!(!refused.status.success());
+    assert!(refused.stdout.is_empty());
+    assert!(
+        text(&refused.stderr).contains("refused our certificate"),
+        "{}",
+        text(&refused.stderr)
+    );
+}

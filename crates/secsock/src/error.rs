@@ -177,6 +177,18 @@ pub enum NegotiationError {
         /// Every name the certificate presents, typed (`DNS:...`, `URI:...`).
         presented: Vec<String>,
     },
+    /// The client proved its identity, but the listener's peer target names do not allow
+    /// it to connect (from its address).
+    #[error("the client's certificate presents {}, but only {} may connect from its address", presented_list(.presented), .allowed.join(", "))]
+    PeerNotAllowed {
+        /// The names the client's certificate presents.
+        presented: Vec<String>,
+        /// The names the listener allows from that address.
+        allowed: Vec<String>,
+    },
+    /// The socket was set to `SKIP_ENFORCEMENT`: secsock did not secure it.
+    #[error("SKIP_ENFORCEMENT: secsock did not secure this connection; it is protected only if a system policy (IPsec, WireGuard, a secsock proxy) covers it, which secsock cannot see")]
+    EnforcementSkipped,
     /// The client connected without a certificate; mutual authentication is required.
     #[error("the client presented no certificate: secsock requires mutual authentication")]
     PeerSentNoCertificate,

@@ -37,9 +37,11 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod fallback;
 pub mod info;
 pub mod listener;
 pub mod name;
+pub mod peers;
 pub mod platform;
 pub mod policy;
 mod session;
@@ -56,6 +58,7 @@ pub use error::{Error, NegotiationError, UsageError};
 pub use info::{InfoFlags, PeerIdentity, ProofMethod, SecurityInfo};
 pub use listener::{PendingStream, SecureListener};
 pub use name::{NameError, PeerTargetName, PrincipalName};
+pub use peers::AddressPrefix;
 pub use platform::Platform;
 pub use policy::{Policy, PolicyError};
 pub use settings::{

@@ -1,36 +1,153 @@
 //! A listening secured socket: what `bind` + `listen` give on a Windows socket whose
 //! security was set before bind. Every accepted connection inherits the listener's
 //! settings and is handshaked and checked before the application sees it.
+//!
+//! What an accepted connection must satisfy is the listener's [`Admission`], shared with
+//! the async front end: the mode (TLS; peek first with `ALLOW_INSECURE`; none with
+//! `SKIP_ENFORCEMENT`) and the peer target names that apply to the client's address.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-use crate::error::Error;
-use crate::session::Session;
+use rustls::ServerConfig;
+
+use crate::error::Peer;
+use crate::error::{Error, NegotiationError};
+use crate::fallback::{self, FirstBytes, CLEAR_TEXT_WAIT};
+use crate::name::PeerTargetName;
+use crate::peers::{AddressPrefix, PeerNames};
+use crate::session::{negotiation_io_error, Clear, Session};
 use crate::settings::SecuritySettings;
 use crate::socket::Secured;
 use crate::stream::SecureStream;
 
+/// How an accepted connection is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// TLS, always.
+    Tls,
+    /// Look at the first bytes: TLS for a ClientHello, clear for anything else
+    /// (`ALLOW_INSECURE`).
+    Peek,
+    /// No handshake (`SKIP_ENFORCEMENT`).
+    Skip,
+}
+
+/// What a listener requires of the connections it accepts.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    pub secured: Secured,
+    names: RwLock<PeerNames>,
+    /// Server configurations restricted to a set of names, built once per set.
+    restricted: Mutex<HashMap<Vec<PeerTargetName>, Arc<ServerConfig>>>,
+}
+
+impl Admission {
+    pub(crate) fn new(secured: Secured, name: Option<PeerTargetName>) -> Arc<Self> {
+        let admission = Self {
+            secured,
+            names: RwLock::default(),
+            restricted: Mutex::default(),
+        };
+        if let Some(name) = name {
+            admission.bind(name, AddressPrefix::Any);
+        }
+        Arc::new(admission)
+    }
+
+    pub(crate) fn mode(&self) -> Mode {
+        let settings = &self.secured.settings;
+        if settings.skips_enforcement() {
+            Mode::Skip
+        } else if settings.allows_insecure() {
+            Mode::Peek
+        } else {
+            Mode::Tls
+        }
+    }
+
+    pub(crate) fn bind(&self, name: PeerTargetName, peers: AddressPrefix) {
+        let name = if self.secured.settings.raw_peer_name() {
+            name.to_raw()
+        } else {
+            name
+        };
+        self.names
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .bind(name, peers);
+    }
+
+    pub(crate) fn delete(&self, peers: AddressPrefix) -> usize {
+        self.names
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .delete(peers)
+    }
+
+    pub(crate) fn names(&self) -> PeerNames {
+        self.names.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The server session for a client at `ip`: restricted to the names that apply there.
+    pub(crate) fn session_for(&self, ip: IpAddr) -> Result<Session, Error> {
+        let ctx = &self.secured.ctx;
+        let allowed = self
+            .names
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .applicable(ip);
+        if allowed.is_empty() {
+            return Session::server(ctx.clone(), None);
+        }
+        let mut restricted = self.restricted.lock().unwrap_or_else(|p| p.into_inner());
+        let config = match restricted.get(&allowed) {
+            Some(config) => config.clone(),
+            None => {
+                let config =
+                    ctx.restricted_server_config(allowed.clone())
+                        .map_err(|e| Error::Config {
+                            policy: ctx.policy.name.clone(),
+                            reason: e.to_string(),
+                        })?;
+                restricted.insert(allowed, config.clone());
+                config
+            }
+        };
+        Session::server(ctx.clone(), Some(config))
+    }
+
+    /// A connection in clear text, with `reason`.
+    pub(crate) fn clear(&self, reason: NegotiationError) -> Clear {
+        Clear::new(reason, &self.secured.ctx)
+    }
+}
+
 /// A listening socket whose accepted connections are secured.
 pub struct SecureListener {
     listener: TcpListener,
-    secured: Secured,
+    admission: Arc<Admission>,
 }
 
 impl std::fmt::Debug for SecureListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecureListener")
             .field("local_addr", &self.listener.local_addr().ok())
-            .field("settings", &self.secured.settings)
+            .field("settings", &self.admission.secured.settings)
             .finish()
     }
 }
 
 impl SecureListener {
-    pub(crate) fn new(listener: TcpListener, secured: Secured) -> Self {
-        Self { listener, secured }
+    pub(crate) fn new(listener: TcpListener, admission: Arc<Admission>) -> Self {
+        Self {
+            listener,
+            admission,
+        }
     }
 
     /// Accepts one connection and secures it in the calling thread. A peer that fails the
@@ -50,8 +167,27 @@ impl SecureListener {
             socket,
             peer_addr,
             accepted: Instant::now(),
-            secured: self.secured.clone(),
+            admission: self.admission.clone(),
         })
+    }
+
+    /// Allows `name` to connect from `peers` (`WSASetSocketPeerTargetName` on a listener).
+    /// Once any name applies to a client's address, that client must prove one of the
+    /// names that apply there; from addresses no name applies to, any principal proven
+    /// under the trust anchors may connect. Takes effect for handshakes that start later.
+    pub fn set_peer_target_name(&self, name: PeerTargetName, peers: AddressPrefix) {
+        self.admission.bind(name, peers);
+    }
+
+    /// Removes every name bound to exactly `peers` (`WSADeleteSocketPeerTargetName`);
+    /// returns how many were removed.
+    pub fn delete_peer_target_name(&self, peers: AddressPrefix) -> usize {
+        self.admission.delete(peers)
+    }
+
+    /// The peer target names in force.
+    pub fn peer_target_names(&self) -> PeerNames {
+        self.admission.names()
     }
 
     /// The address the listener is bound to.
@@ -61,7 +197,7 @@ impl SecureListener {
 
     /// The settings every accepted connection inherits.
     pub fn security_settings(&self) -> &SecuritySettings {
-        &self.secured.settings
+        &self.admission.secured.settings
     }
 }
 
@@ -83,7 +219,24 @@ pub struct PendingStream {
     socket: TcpStream,
     peer_addr: SocketAddr,
     accepted: Instant,
-    secured: Secured,
+    admission: Arc<Admission>,
+}
+
+/// What a listener with `ALLOW_INSECURE` saw first.
+pub(crate) enum Peeked {
+    ClientHello,
+    NotTls,
+    Nothing,
+}
+
+impl Peeked {
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Peeked> {
+        match fallback::classify_first_bytes(bytes) {
+            FirstBytes::ClientHello => Some(Peeked::ClientHello),
+            FirstBytes::NotTls => Some(Peeked::NotTls),
+            FirstBytes::NeedMore => None,
+        }
+    }
 }
 
 impl PendingStream {
@@ -93,9 +246,76 @@ impl PendingStream {
     }
 
     /// Runs and checks the handshake, within the policy's handshake timeout counted from
-    /// the moment the connection was accepted.
+    /// the moment the connection was accepted (or, as the listener's settings say, serves
+    /// it in clear: the query tells which).
     pub fn handshake(self) -> Result<SecureStream, Error> {
-        let session = Session::server(self.secured.ctx.clone())?;
+        let admission = self.admission.clone();
+        match admission.mode() {
+            Mode::Skip => {
+                let clear = admission.clear(NegotiationError::EnforcementSkipped);
+                return SecureStream::clear(self.socket, self.peer_addr, clear);
+            }
+            Mode::Peek => match self.peek()? {
+                Peeked::ClientHello => {}
+                seen @ (Peeked::NotTls | Peeked::Nothing) => {
+                    let reason = fallback::server_fallback_reason(matches!(seen, Peeked::Nothing));
+                    return SecureStream::clear(
+                        self.socket,
+                        self.peer_addr,
+                        admission.clear(reason),
+                    );
+                }
+            },
+            Mode::Tls => {}
+        }
+        let session = admission.session_for(self.peer_addr.ip())?;
         SecureStream::handshake(self.socket, self.peer_addr, session, self.accepted)
+    }
+
+    /// Looks at the client's first bytes without consuming them, for at most
+    /// [`CLEAR_TEXT_WAIT`] (and the handshake timeout).
+    fn peek(&self) -> Result<Peeked, Error> {
+        let limit = CLEAR_TEXT_WAIT.min(self.admission.secured.ctx.handshake_timeout);
+        let deadline = self.accepted + limit;
+        let mut buf = [0u8; 6];
+        let mut seen = 0;
+        loop {
+            let Some(left) = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+            else {
+                // Some bytes consistent with a ClientHello: let the handshake decide.
+                return Ok(if seen == 0 {
+                    Peeked::Nothing
+                } else {
+                    Peeked::ClientHello
+                });
+            };
+            self.socket.set_read_timeout(Some(left))?;
+            match self.socket.peek(&mut buf) {
+                Ok(0) => {
+                    return Err(NegotiationError::PeerClosed {
+                        peer: crate::error::Peer::Client,
+                    }
+                    .into())
+                }
+                Ok(n) => {
+                    seen = n;
+                    if let Some(verdict) = Peeked::from_bytes(&buf[..n]) {
+                        return Ok(verdict);
+                    }
+                    // A ClientHello is arriving in pieces: look again shortly.
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // A client that resets while we look is that client's failure.
+                Err(e) => return Err(negotiation_io_error(e, Peer::Client, limit)),
+            }
+        }
     }
 }

@@ -28,6 +28,64 @@ struct ClientSide {
     tickets: Arc<ConnectionTickets>,
 }
 
+/// What carries a connection's bytes: TLS, or clear text where the settings allowed it
+/// (`ALLOW_INSECURE` fallback, `SKIP_ENFORCEMENT`).
+// TLS is the common case: boxing it would cost every connection an allocation to save
+// space only in the rare clear one.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Link {
+    /// Secured.
+    Tls(Session),
+    /// Clear text, and why.
+    Clear(Clear),
+}
+
+/// A connection in clear text.
+pub(crate) struct Clear {
+    /// Why it is not secured.
+    pub reason: NegotiationError,
+    /// How long `close` waits for the peer.
+    pub linger: Duration,
+    connection_id: u128,
+}
+
+impl Clear {
+    pub(crate) fn new(reason: NegotiationError, ctx: &CryptoContext) -> Self {
+        Self {
+            reason,
+            linger: ctx.handshake_timeout,
+            connection_id: ctx.random_id(),
+        }
+    }
+
+    /// The truth: nothing protects it, and why.
+    pub(crate) fn info(&self) -> SecurityInfo {
+        SecurityInfo {
+            connection_id: Some(Id128(self.connection_id)),
+            negotiation_error: Some(self.reason.clone()),
+            ..SecurityInfo::default()
+        }
+    }
+}
+
+impl Link {
+    /// What protects the connection.
+    pub(crate) fn info(&self) -> SecurityInfo {
+        match self {
+            Link::Tls(session) => session.info(),
+            Link::Clear(clear) => clear.info(),
+        }
+    }
+
+    /// How long a clean close waits for the peer.
+    pub(crate) fn linger(&self) -> Duration {
+        match self {
+            Link::Tls(session) => session.handshake_timeout(),
+            Link::Clear(clear) => clear.linger,
+        }
+    }
+}
+
 pub(crate) struct Session {
     pub(crate) conn: Connection,
     ctx: Arc<CryptoContext>,
@@ -41,6 +99,9 @@ pub(crate) struct Session {
     connection_id: u128,
     rekey: Rekey,
     key_updates: u64,
+    /// The first byte the peer sent, if any: tells a peer that does not speak TLS from
+    /// one that refused us (see `fallback`).
+    first_peer_byte: Option<u8>,
     /// What the completed handshake established; `None` before.
     established: Option<Established>,
 }
@@ -107,12 +168,17 @@ impl Session {
         ))
     }
 
-    /// A server session for one accepted connection.
-    pub(crate) fn server(ctx: Arc<CryptoContext>) -> Result<Self, Error> {
-        let mut conn = ServerConnection::new(ctx.server.clone()).map_err(|e| Error::Config {
-            policy: ctx.policy.name.clone(),
-            reason: e.to_string(),
-        })?;
+    /// A server session for one accepted connection, with the context's configuration or
+    /// `config` (one restricted to a listener's peer target names).
+    pub(crate) fn server(
+        ctx: Arc<CryptoContext>,
+        config: Option<Arc<rustls::ServerConfig>>,
+    ) -> Result<Self, Error> {
+        let mut conn = ServerConnection::new(config.unwrap_or_else(|| ctx.server.clone()))
+            .map_err(|e| Error::Config {
+                policy: ctx.policy.name.clone(),
+                reason: e.to_string(),
+            })?;
         let session_id = ctx.random_id();
         conn.set_resumption_data(&session_id.to_be_bytes());
         let mut session = Self::with(Connection::Server(conn), ctx, Peer::Client, None);
@@ -143,6 +209,7 @@ impl Session {
             connection_id,
             rekey,
             key_updates: 0,
+            first_peer_byte: None,
             established: None,
         }
     }
@@ -176,20 +243,28 @@ impl Session {
         }
     }
 
-    /// Maps a socket failure during the handshake: the peer going away is the peer's
-    /// failure (`PeerClosed`), a socket timeout is the handshake timeout.
-    pub(crate) fn handshake_io_error(&self, e: std::io::Error) -> Error {
-        use std::io::ErrorKind as K;
-        match e.kind() {
-            K::WouldBlock | K::TimedOut => NegotiationError::Timeout {
-                after: self.handshake_timeout(),
-            }
-            .into(),
-            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotConnected => {
-                NegotiationError::PeerClosed { peer: self.peer }.into()
-            }
-            _ => Error::Io(e),
+    /// Reads TLS bytes from `io` into the connection during the handshake, remembering the
+    /// first byte the peer sent.
+    pub(crate) fn read_handshake_bytes(
+        &mut self,
+        io: &mut dyn std::io::Read,
+    ) -> std::io::Result<usize> {
+        let mut first = FirstByte { io, first: None };
+        let read = self.conn.read_tls(&mut first);
+        if self.first_peer_byte.is_none() {
+            self.first_peer_byte = first.first;
         }
+        read
+    }
+
+    /// The first byte the peer sent, if it sent any.
+    pub(crate) fn first_peer_byte(&self) -> Option<u8> {
+        self.first_peer_byte
+    }
+
+    /// Maps a socket failure during the handshake (see [`negotiation_io_error`]).
+    pub(crate) fn handshake_io_error(&self, e: std::io::Error) -> Error {
+        negotiation_io_error(e, self.peer, self.handshake_timeout())
     }
 
     /// The reason a failed handshake gives the caller.
@@ -381,6 +456,36 @@ fn system_time(unix: i64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(unix as u64)
     } else {
         UNIX_EPOCH - Duration::from_secs(unix.unsigned_abs())
+    }
+}
+
+/// Maps a socket failure while a connection is being secured: the peer going away is the
+/// peer's failure (`PeerClosed`), a socket timeout is the handshake timeout, anything else
+/// is an I/O error.
+pub(crate) fn negotiation_io_error(e: std::io::Error, peer: Peer, timeout: Duration) -> Error {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::WouldBlock | K::TimedOut => NegotiationError::Timeout { after: timeout }.into(),
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotConnected => {
+            NegotiationError::PeerClosed { peer }.into()
+        }
+        _ => Error::Io(e),
+    }
+}
+
+/// A reader that remembers the first byte it delivered.
+struct FirstByte<'a> {
+    io: &'a mut dyn std::io::Read,
+    first: Option<u8>,
+}
+
+impl std::io::Read for FirstByte<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.io.read(buf)?;
+        if n > 0 && self.first.is_none() {
+            self.first = Some(buf[0]);
+        }
+        Ok(n)
     }
 }
 

@@ -104,9 +104,11 @@ flag_set! {
         /// secured connection always satisfies it.
         GUARANTEE_ENCRYPTION = 0x1,
         /// `SOCKET_SETTINGS_ALLOW_INSECURE` (0x2): clear text is allowed where the peer plainly
-        /// does not speak TLS; never on a failed verification. Conflicts with
-        /// `GUARANTEE_ENCRYPTION`. This version validates the flag but does not fall back
-        /// yet: a socket with it fails closed, exactly as without it.
+        /// does not speak TLS; never on a failed verification. A listener serves a client in
+        /// clear when its first bytes are not a ClientHello (or it sends nothing for a
+        /// moment); a client connects again in clear when the server answers the ClientHello
+        /// with non-TLS bytes or closes without a byte. See [`crate::fallback`]. Conflicts
+        /// with `GUARANTEE_ENCRYPTION`.
         ALLOW_INSECURE = 0x2,
     }
 }
@@ -115,7 +117,10 @@ flag_set! {
     /// The option flags of `SOCKET_SECURITY_SETTINGS_IPSEC` (`IpsecFlags` on Windows).
     OptionFlags {
         /// `IPSEC_SKIP_FILTER_INSTANTIATION` (0x1): the socket does no handshake itself, for
-        /// traffic that a system policy (a secsock proxy) already protects.
+        /// traffic that a system policy (IPsec, WireGuard, a secsock proxy) already protects.
+        /// secsock cannot see such a policy: the bytes leave as the application writes them,
+        /// and the query reports the connection as not secured. Setting it is the caller's
+        /// explicit consent to that; it conflicts with `GUARANTEE_ENCRYPTION`.
         SKIP_ENFORCEMENT = 0x1,
         /// `IPSEC_OPTIONAL_PEER_NAME_VERIFICATION` (0x2): a peer whose chain is trusted but whose
         /// names do not match the target name is accepted; the mismatch is reported by
@@ -257,11 +262,14 @@ impl SecuritySettings {
                 why: "guaranteed encryption forbids the clear-text fallback that ALLOW_INSECURE permits",
             });
         }
-        if self.options.contains(OptionFlags::SKIP_ENFORCEMENT) {
-            return Err(SettingsError::Unsupported {
-                option: "SKIP_ENFORCEMENT",
-                why: "no system policy (secsock proxy) exists yet that could protect the socket's \
-                      traffic in its place; without one, skipping the handshake would send clear text",
+        if self.flags.contains(SecurityFlags::GUARANTEE_ENCRYPTION)
+            && self.options.contains(OptionFlags::SKIP_ENFORCEMENT)
+        {
+            return Err(SettingsError::ConflictingFlags {
+                first: "GUARANTEE_ENCRYPTION",
+                second: "SKIP_ENFORCEMENT",
+                why:
+                    "a socket that does no handshake cannot guarantee that its traffic is encrypted",
             });
         }
         if let Some(CryptoPolicyKey::Name(name)) = &self.crypto_policy {
@@ -270,6 +278,11 @@ impl SecuritySettings {
             }
         }
         Ok(())
+    }
+
+    /// Whether the socket skips its own handshake (`SKIP_ENFORCEMENT`).
+    pub fn skips_enforcement(&self) -> bool {
+        self.options.contains(OptionFlags::SKIP_ENFORCEMENT)
     }
 
     /// Whether the socket may run in clear text where the peer does not speak TLS.
@@ -364,7 +377,13 @@ mod tests {
             ),
             (
                 SecuritySettings::new().with_options(OptionFlags::SKIP_ENFORCEMENT),
-                Err("SKIP_ENFORCEMENT"),
+                Ok(()),
+            ),
+            (
+                SecuritySettings::new()
+                    .with_options(OptionFlags::SKIP_ENFORCEMENT)
+                    .with_flags(ge),
+                Err("cannot guarantee"),
             ),
             (
                 SecuritySettings::new()

@@ -14,13 +14,15 @@ use std::time::Instant;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+use crate::error::NegotiationError;
 use crate::error::{Error, UsageError};
-use crate::listener::SecureListener;
+use crate::fallback;
+use crate::listener::{Admission, SecureListener};
 use crate::name::PeerTargetName;
 use crate::platform::Platform;
-use crate::session::Session;
+use crate::session::{Clear, Session};
 use crate::settings::SecuritySettings;
-use crate::stream::SecureStream;
+use crate::stream::{drive_handshake, SecureStream};
 use crate::tls::CryptoContext;
 
 /// Security turned on: the settings and the crypto they resolved to.
@@ -207,7 +209,19 @@ impl SecureSocket {
     pub fn bind(&mut self, addr: SocketAddr) -> Result<(), Error> {
         self.check_family("bind", addr)?;
         self.socket.set_reuse_address(true)?;
-        self.socket.bind(&SockAddr::from(addr))?;
+        self.socket.bind(&SockAddr::from(addr)).map_err(|e| {
+            if e.kind() == io::ErrorKind::AddrInUse {
+                io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "cannot bind {addr}: the port is in use by another socket \
+                         (secured ports are exclusive: secsock never shares them with SO_REUSEPORT)"
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
         Ok(())
     }
 
@@ -221,12 +235,13 @@ impl SecureSocket {
 
     /// Starts listening; accepted connections inherit this socket's security settings.
     pub fn listen(self, backlog: i32) -> Result<SecureListener, Error> {
-        let (socket, secured) = self.into_listening(backlog)?;
-        Ok(SecureListener::new(socket.into(), secured))
+        let (socket, admission) = self.into_listening(backlog)?;
+        Ok(SecureListener::new(socket.into(), admission))
     }
 
-    /// The checks of `listen`, then listening; shared with the async front end.
-    pub(crate) fn into_listening(self, backlog: i32) -> Result<(Socket, Secured), Error> {
+    /// The checks of `listen`, then listening; shared with the async front end. A peer
+    /// target name set on the socket becomes the listener's name for every address.
+    pub(crate) fn into_listening(self, backlog: i32) -> Result<(Socket, Arc<Admission>), Error> {
         let secured = self
             .secured
             .ok_or(UsageError::NotConfigured { call: "listen" })?;
@@ -240,59 +255,135 @@ impl SecureSocket {
             return Err(UsageError::NotBound.into());
         }
         self.socket.listen(backlog)?;
-        Ok((self.socket, secured))
+        Ok((self.socket, Admission::new(secured, self.target)))
     }
 
-    /// The checks of `connect`, and the client session for `addr`; shared with the async
-    /// front end. The socket is returned unconnected.
-    pub(crate) fn into_connecting(
-        self,
-        addr: SocketAddr,
-    ) -> Result<(Socket, Session, std::time::Duration), Error> {
+    /// The checks of `connect`, and what to do for `addr`; shared with the async front
+    /// end. The socket is returned unconnected.
+    pub(crate) fn into_connecting(self, addr: SocketAddr) -> Result<Connecting, Error> {
         if self.connected_to().is_some() {
             return Err(UsageError::AlreadyConnected { call: "connect" }.into());
         }
         self.check_family("connect", addr)?;
+        let bound_ip = self.bound_to().map(|a| a.ip());
         let secured = self
             .secured
             .ok_or(UsageError::NotConfigured { call: "connect" })?;
         let settings = &secured.settings;
-        let target = self.target.map(|t| {
-            if settings.raw_peer_name() {
-                t.to_raw()
-            } else {
-                t
-            }
-        });
-        let session = Session::client(
-            secured.ctx.clone(),
-            target,
-            settings.optional_name_verification(),
-            addr.ip(),
-        )?;
-        Ok((self.socket, session, secured.ctx.handshake_timeout))
+        let plan = if settings.skips_enforcement() {
+            Plan::Skip(Clear::new(
+                NegotiationError::EnforcementSkipped,
+                &secured.ctx,
+            ))
+        } else {
+            let target = self.target.map(|t| {
+                if settings.raw_peer_name() {
+                    t.to_raw()
+                } else {
+                    t
+                }
+            });
+            Plan::Tls(Session::client(
+                secured.ctx.clone(),
+                target,
+                settings.optional_name_verification(),
+                addr.ip(),
+            )?)
+        };
+        Ok(Connecting {
+            socket: self.socket,
+            plan,
+            bound_ip,
+            allow_insecure: settings.allows_insecure(),
+            ctx: secured.ctx,
+        })
     }
 
     /// Connects and secures the connection (`WSAConnect`): the TCP connection and the
     /// handshake together must complete within the policy's handshake timeout. On success
     /// the peer has proven the target name (or, with optional name verification, the
     /// mismatch is reported by the query); on failure nothing of the application's has
-    /// been sent.
+    /// been sent. With `ALLOW_INSECURE`, a server that plainly does not speak TLS is
+    /// connected to again in clear text (see [`crate::fallback`]); the query says so.
     pub fn connect(self, addr: SocketAddr) -> Result<SecureStream, Error> {
         let started = Instant::now();
-        let (socket, session, timeout) = self.into_connecting(addr)?;
-        socket
-            .connect_timeout(&SockAddr::from(addr), timeout)
-            .map_err(|e| {
-                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut {
-                    connect_timed_out(addr, timeout)
-                } else {
-                    Error::Io(e)
-                }
-            })?;
-        let stream: TcpStream = socket.into();
-        SecureStream::handshake(stream, addr, session, started)
+        let connecting = self.into_connecting(addr)?;
+        let timeout = connecting.ctx.handshake_timeout;
+        let tcp = tcp_connect(connecting.socket, addr, timeout)?;
+        let mut session = match connecting.plan {
+            Plan::Skip(clear) => return SecureStream::clear(tcp, addr, clear),
+            Plan::Tls(session) => session,
+        };
+        match drive_handshake(&tcp, &mut session, started) {
+            Ok(()) => SecureStream::established(tcp, addr, session),
+            Err(Error::Negotiation(e))
+                if connecting.allow_insecure
+                    && fallback::client_may_fall_back(&e, session.first_peer_byte()) =>
+            {
+                drop(tcp);
+                let socket = fallback_socket(addr, connecting.bound_ip)?;
+                let left = timeout
+                    .saturating_sub(started.elapsed())
+                    .max(std::time::Duration::from_millis(1));
+                let tcp = tcp_connect(socket, addr, left)?;
+                let clear = Clear::new(fallback::client_fallback_reason(&e), &connecting.ctx);
+                SecureStream::clear(tcp, addr, clear)
+            }
+            Err(e) => Err(e),
+        }
     }
+}
+
+/// What `connect` will do, decided before any byte is sent.
+pub(crate) struct Connecting {
+    pub socket: Socket,
+    pub plan: Plan,
+    /// The local address the caller bound, reused (with a new port) for a fallback.
+    pub bound_ip: Option<std::net::IpAddr>,
+    pub allow_insecure: bool,
+    pub ctx: Arc<CryptoContext>,
+}
+
+/// TLS, or clear because the socket skips enforcement.
+#[allow(clippy::large_enum_variant)] // short-lived, and TLS is the common case
+pub(crate) enum Plan {
+    Tls(Session),
+    Skip(Clear),
+}
+
+/// A new, unconnected socket for the clear-text connection of a fallback: the same family,
+/// bound to the same local IP if the first one was.
+pub(crate) fn fallback_socket(
+    addr: SocketAddr,
+    bound_ip: Option<std::net::IpAddr>,
+) -> Result<Socket, Error> {
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    if let Some(ip) = bound_ip {
+        socket.bind(&SockAddr::from(SocketAddr::new(ip, 0)))?;
+    }
+    Ok(socket)
+}
+
+fn tcp_connect(
+    socket: Socket,
+    addr: SocketAddr,
+    timeout: std::time::Duration,
+) -> Result<TcpStream, Error> {
+    socket
+        .connect_timeout(&SockAddr::from(addr), timeout)
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut {
+                connect_timed_out(addr, timeout)
+            } else {
+                Error::Io(e)
+            }
+        })?;
+    Ok(socket.into())
 }
 
 /// The error for a TCP connect that did not complete within the handshake timeout.

@@ -7,6 +7,10 @@
 //! truncation), never as a clean end of data. [`SecureStream::close`] sends close_notify
 //! after everything written so far and waits (briefly) for the peer to finish, so nothing
 //! written before a clean close is lost.
+//!
+//! Where the settings allowed clear text (`ALLOW_INSECURE` with a peer that does not speak
+//! TLS, `SKIP_ENFORCEMENT`), the same type carries the connection in clear and its query
+//! says so.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -15,12 +19,13 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, NegotiationError};
 use crate::info::SecurityInfo;
-use crate::session::Session;
+use crate::session::{Clear, Link, Session};
 
-/// A secured TCP connection.
+/// A secured TCP connection (or, where the settings allowed it, one in clear text: the
+/// query says which).
 pub struct SecureStream {
     socket: TcpStream,
-    session: Session,
+    link: Link,
     peer_addr: SocketAddr,
     write_closed: bool,
 }
@@ -29,88 +34,124 @@ impl std::fmt::Debug for SecureStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecureStream")
             .field("peer_addr", &self.peer_addr)
-            .field("resumed", &self.session.conn.handshake_kind())
+            .field("secured", &matches!(self.link, Link::Tls(_)))
             .finish_non_exhaustive()
     }
 }
 
+/// Runs the handshake on a connected socket, within the policy's handshake timeout counted
+/// from `started`. On failure the session is left for the caller to inspect (fallback).
+pub(crate) fn drive_handshake(
+    socket: &TcpStream,
+    session: &mut Session,
+    started: Instant,
+) -> Result<(), Error> {
+    let timeout = session.handshake_timeout();
+    let deadline = started + timeout;
+    // Records are written whole; Nagle would only delay the last flight. A peer that
+    // reset while waiting in the backlog fails here: that peer's failure.
+    socket
+        .set_nodelay(true)
+        .map_err(|e| session.handshake_io_error(e))?;
+    let remaining = |now: Instant| {
+        deadline
+            .checked_duration_since(now)
+            .filter(|d| !d.is_zero())
+    };
+    let mut io = socket;
+    loop {
+        while session.conn.wants_write() {
+            let left =
+                remaining(Instant::now()).ok_or(NegotiationError::Timeout { after: timeout })?;
+            socket.set_write_timeout(Some(left))?;
+            session
+                .conn
+                .write_tls(&mut io)
+                .map_err(|e| session.handshake_io_error(e))?;
+        }
+        if !session.conn.is_handshaking() {
+            return Ok(());
+        }
+        let left = remaining(Instant::now()).ok_or(NegotiationError::Timeout { after: timeout })?;
+        socket.set_read_timeout(Some(left))?;
+        let read = session
+            .read_handshake_bytes(&mut io)
+            .map_err(|e| session.handshake_io_error(e))?;
+        if read == 0 {
+            return Err(NegotiationError::PeerClosed {
+                peer: session.peer(),
+            }
+            .into());
+        }
+        if let Err(e) = session.conn.process_new_packets() {
+            // Tell the peer why (rustls queued an alert), best effort.
+            let _ = socket.set_write_timeout(Some(Duration::from_millis(200)));
+            let _ = session.conn.write_tls(&mut io);
+            return Err(session.failure(&e).into());
+        }
+        session.after_packets();
+    }
+}
+
 impl SecureStream {
-    /// Runs the handshake on a connected socket, within the policy's handshake timeout
-    /// counted from `started`.
+    /// Runs and checks the handshake (see [`drive_handshake`]).
     pub(crate) fn handshake(
         socket: TcpStream,
         peer_addr: SocketAddr,
         mut session: Session,
         started: Instant,
     ) -> Result<Self, Error> {
-        let timeout = session.handshake_timeout();
-        let deadline = started + timeout;
-        // Records are written whole; Nagle would only delay the last flight. A peer that
-        // reset while waiting in the backlog fails here: that peer's failure.
-        socket
-            .set_nodelay(true)
-            .map_err(|e| session.handshake_io_error(e))?;
-        let remaining = |now: Instant| {
-            deadline
-                .checked_duration_since(now)
-                .filter(|d| !d.is_zero())
-        };
-        let mut io = &socket;
-        loop {
-            while session.conn.wants_write() {
-                let left = remaining(Instant::now())
-                    .ok_or(NegotiationError::Timeout { after: timeout })?;
-                socket.set_write_timeout(Some(left))?;
-                session
-                    .conn
-                    .write_tls(&mut io)
-                    .map_err(|e| session.handshake_io_error(e))?;
-            }
-            if !session.conn.is_handshaking() {
-                break;
-            }
-            let left =
-                remaining(Instant::now()).ok_or(NegotiationError::Timeout { after: timeout })?;
-            socket.set_read_timeout(Some(left))?;
-            let read = session
-                .conn
-                .read_tls(&mut io)
-                .map_err(|e| session.handshake_io_error(e))?;
-            if read == 0 {
-                return Err(NegotiationError::PeerClosed {
-                    peer: session.peer(),
-                }
-                .into());
-            }
-            if let Err(e) = session.conn.process_new_packets() {
-                // Tell the peer why (rustls queued an alert), best effort.
-                let _ = socket.set_write_timeout(Some(Duration::from_millis(200)));
-                let _ = session.conn.write_tls(&mut io);
-                return Err(session.failure(&e).into());
-            }
-            session.after_packets();
-        }
+        drive_handshake(&socket, &mut session, started)?;
+        Self::established(socket, peer_addr, session)
+    }
+
+    /// A stream over a socket whose handshake completed: the checks rustls does not make.
+    pub(crate) fn established(
+        socket: TcpStream,
+        peer_addr: SocketAddr,
+        mut session: Session,
+    ) -> Result<Self, Error> {
         session.complete()?;
         socket.set_read_timeout(None)?;
         socket.set_write_timeout(None)?;
         Ok(Self {
             socket,
-            session,
+            link: Link::Tls(session),
+            peer_addr,
+            write_closed: false,
+        })
+    }
+
+    /// A stream in clear text, where the settings allowed it; `clear` says why.
+    pub(crate) fn clear(
+        socket: TcpStream,
+        peer_addr: SocketAddr,
+        clear: Clear,
+    ) -> Result<Self, Error> {
+        socket.set_read_timeout(None)?;
+        socket.set_write_timeout(None)?;
+        Ok(Self {
+            socket,
+            link: Link::Clear(clear),
             peer_addr,
             write_closed: false,
         })
     }
 
     /// What protects this connection and who the peer proved to be
-    /// (`WSAQuerySocketSecurity`).
+    /// (`WSAQuerySocketSecurity`). A connection in clear text says so: no flags, and the
+    /// reason in `negotiation_error`.
     pub fn query_security(&self) -> SecurityInfo {
-        self.session.info()
+        self.link.info()
     }
 
     /// How many TLS KeyUpdates this side has started because of the crypto policy's
     /// `rekey_after` limits (Windows renews quick-mode SAs likewise).
     pub fn key_updates_sent(&self) -> u64 {
-        self.session.key_updates()
+        match &self.link {
+            Link::Tls(session) => session.key_updates(),
+            Link::Clear(_) => 0,
+        }
     }
 
     /// The peer's address.
@@ -135,9 +176,11 @@ impl SecureStream {
 
     /// Writes every queued TLS record to the socket.
     fn flush_tls(&mut self) -> io::Result<()> {
-        let mut io = &self.socket;
-        while self.session.conn.wants_write() {
-            self.session.conn.write_tls(&mut io)?;
+        if let Link::Tls(session) = &mut self.link {
+            let mut io = &self.socket;
+            while session.conn.wants_write() {
+                session.conn.write_tls(&mut io)?;
+            }
         }
         Ok(())
     }
@@ -146,7 +189,9 @@ impl SecureStream {
     /// everything written so far, then a TCP FIN: the peer reads a clean end of data.
     pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
         if matches!(how, Shutdown::Write | Shutdown::Both) && !self.write_closed {
-            self.session.conn.send_close_notify();
+            if let Link::Tls(session) = &mut self.link {
+                session.conn.send_close_notify();
+            }
             self.flush_tls()?;
             self.write_closed = true;
         }
@@ -163,7 +208,7 @@ impl SecureStream {
     /// in flight. Data the peer sends meanwhile is discarded.
     pub fn close(mut self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)?;
-        let deadline = Instant::now() + self.session.handshake_timeout();
+        let deadline = Instant::now() + self.link.linger();
         let mut scratch = [0u8; 4096];
         while let Some(left) = deadline
             .checked_duration_since(Instant::now())
@@ -179,17 +224,18 @@ impl SecureStream {
         }
         Ok(())
     }
+}
 
-    fn protocol_error(&self, e: &rustls::Error) -> io::Error {
-        match e {
-            rustls::Error::AlertReceived(_) | rustls::Error::InvalidCertificate(_) => {
-                io::Error::new(io::ErrorKind::PermissionDenied, self.session.failure(e))
-            }
-            _ => io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("TLS error from the {}: {e}", self.session.peer()),
-            ),
+/// The error a read or write reports for a TLS failure after the handshake.
+pub(crate) fn protocol_error(session: &Session, e: &rustls::Error) -> io::Error {
+    match e {
+        rustls::Error::AlertReceived(_) | rustls::Error::InvalidCertificate(_) => {
+            io::Error::new(io::ErrorKind::PermissionDenied, session.failure(e))
         }
+        _ => io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("TLS error from the {}: {e}", session.peer()),
+        ),
     }
 }
 
@@ -206,23 +252,34 @@ impl Read for SecureStream {
         if buf.is_empty() {
             return Ok(0);
         }
+        let session = match &mut self.link {
+            Link::Tls(session) => session,
+            Link::Clear(_) => return self.socket.read(buf),
+        };
+        let mut io = &self.socket;
         loop {
-            match self.session.conn.reader().read(buf) {
+            match session.conn.reader().read(buf) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Err(truncation_error(self.session.peer()))
+                    return Err(truncation_error(session.peer()))
                 }
                 Err(e) => return Err(e),
             }
-            let mut io = &self.socket;
-            self.session.conn.read_tls(&mut io)?;
-            if let Err(e) = self.session.conn.process_new_packets() {
-                let _ = self.flush_tls();
-                return Err(self.protocol_error(&e));
+            session.conn.read_tls(&mut io)?;
+            let processed = session.conn.process_new_packets();
+            // Send what is queued: the alert on failure, or the answer to what the peer
+            // asked for (KeyUpdate).
+            let flushed = (|| {
+                while session.conn.wants_write() {
+                    session.conn.write_tls(&mut io)?;
+                }
+                Ok::<(), io::Error>(())
+            })();
+            if let Err(e) = processed {
+                return Err(protocol_error(session, &e));
             }
-            // Answer what the peer asked for (KeyUpdate), if anything.
-            self.flush_tls()?;
+            flushed?;
         }
     }
 }
@@ -236,11 +293,17 @@ impl Write for SecureStream {
         if self.write_closed {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
-                "write after shutdown: close_notify was already sent",
+                "write after shutdown",
             ));
         }
-        let n = self.session.conn.writer().write_vectored(bufs)?;
-        self.session.note_sent(n);
+        let n = match &mut self.link {
+            Link::Tls(session) => {
+                let n = session.conn.writer().write_vectored(bufs)?;
+                session.note_sent(n);
+                n
+            }
+            Link::Clear(_) => return self.socket.write_vectored(bufs),
+        };
         self.flush_tls()?;
         Ok(n)
     }

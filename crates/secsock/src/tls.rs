@@ -80,6 +80,7 @@ impl CryptoContext {
             .map_err(|e| e.to_string())?
             .with_client_cert_verifier(Arc::new(ClientIdentityVerifier {
                 validator: validator.clone(),
+                allowed: Vec::new(),
             }))
             .with_single_cert(identity.chain.clone(), identity.private_key.clone_key())
             .map_err(|e| format!("identity {}: {e}", identity.certificate_file.display()))?;
@@ -145,6 +146,27 @@ impl CryptoContext {
             config.resumption = Resumption::store(tickets.clone());
         }
         (Arc::new(config), tickets)
+    }
+
+    /// A server configuration that admits only clients proving one of `allowed` (a
+    /// listener's peer target names for some addresses). It issues and accepts no session
+    /// tickets: a resumed session skips the client's certificate, so every connection from
+    /// a restricted address proves its name in a full handshake.
+    pub(crate) fn restricted_server_config(
+        &self,
+        allowed: Vec<crate::name::PeerTargetName>,
+    ) -> Result<Arc<ServerConfig>, rustls::Error> {
+        let mut server = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(Arc::new(ClientIdentityVerifier {
+                validator: self.validator.clone(),
+                allowed,
+            }))
+            .with_cert_resolver(self.server.cert_resolver.clone());
+        server.ignore_client_order = true;
+        server.session_storage = Arc::new(NoServerSessionStorage {});
+        server.send_tls13_tickets = 0;
+        Ok(Arc::new(server))
     }
 
     /// Forgets every ticket of `target_key` (after a resumed session failed re-validation).

@@ -39,14 +39,19 @@ use ::tokio::net::{TcpListener, TcpSocket, TcpStream};
 use ::tokio::sync::Mutex;
 use ::tokio::task::JoinSet;
 
+use crate::error::Peer;
 use crate::error::{Error, NegotiationError};
+use crate::fallback::{self, CLEAR_TEXT_WAIT};
 use crate::info::SecurityInfo;
+use crate::listener::{Admission, Mode, Peeked};
 use crate::name::PeerTargetName;
+use crate::peers::{AddressPrefix, PeerNames};
 use crate::platform::Platform;
 use crate::session::Session;
+use crate::session::{negotiation_io_error, Clear, Link};
 use crate::settings::SecuritySettings;
-use crate::socket::{connect_timed_out, Secured};
-use crate::stream::truncation_error;
+use crate::socket::{connect_timed_out, fallback_socket, Plan};
+use crate::stream::{protocol_error, truncation_error};
 use socket2::{Domain, Socket};
 
 /// An unconnected TCP socket on which security can be turned on (async).
@@ -111,12 +116,12 @@ impl SecureSocket {
     /// Starts listening; accepted connections inherit this socket's settings. Must be
     /// called within a tokio runtime.
     pub fn listen(self, backlog: i32) -> Result<SecureListener, Error> {
-        let (socket, secured) = self.inner.into_listening(backlog)?;
+        let (socket, admission) = self.inner.into_listening(backlog)?;
         socket.set_nonblocking(true)?;
         let listener = TcpListener::from_std(socket.into())?;
         Ok(SecureListener {
             listener,
-            secured,
+            admission,
             handshakes: Mutex::new(JoinSet::new()),
             max_handshakes: DEFAULT_MAX_HANDSHAKES,
         })
@@ -133,20 +138,46 @@ impl SecureSocket {
 
     async fn connect_boxed(self, addr: SocketAddr) -> Result<SecureStream, Error> {
         let started = Instant::now();
-        let (socket, session, timeout) = self.inner.into_connecting(addr)?;
-        // tokio requires a non-blocking socket and does not make it one: a blocking one
-        // would block a runtime worker in connect and in every full-buffer write.
-        socket.set_nonblocking(true)?;
-        let socket = TcpSocket::from_std_stream(socket.into());
-        let connect = async {
-            let io = socket.connect(addr).await.map_err(Error::Io)?;
-            Ok::<_, Error>(io)
+        let connecting = self.inner.into_connecting(addr)?;
+        let timeout = connecting.ctx.handshake_timeout;
+        let mut io = tcp_connect(connecting.socket, addr, timeout).await?;
+        let mut session = match connecting.plan {
+            Plan::Skip(clear) => return Ok(SecureStream::clear(io, addr, clear)),
+            Plan::Tls(session) => session,
         };
-        let io = match ::tokio::time::timeout(timeout, connect).await {
-            Ok(io) => io?,
-            Err(_) => return Err(connect_timed_out(addr, timeout)),
-        };
-        SecureStream::handshake(io, addr, session, started).await
+        match drive_handshake(&mut io, &mut session, started).await {
+            Ok(()) => SecureStream::established(io, addr, session),
+            Err(Error::Negotiation(e))
+                if connecting.allow_insecure
+                    && fallback::client_may_fall_back(&e, session.first_peer_byte()) =>
+            {
+                drop(io);
+                let socket = fallback_socket(addr, connecting.bound_ip)?;
+                let left = timeout
+                    .saturating_sub(started.elapsed())
+                    .max(std::time::Duration::from_millis(1));
+                let io = tcp_connect(socket, addr, left).await?;
+                let clear = Clear::new(fallback::client_fallback_reason(&e), &connecting.ctx);
+                Ok(SecureStream::clear(io, addr, clear))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Connects a socket2 socket with tokio, within `timeout`.
+async fn tcp_connect(
+    socket: Socket,
+    addr: SocketAddr,
+    timeout: std::time::Duration,
+) -> Result<TcpStream, Error> {
+    // tokio requires a non-blocking socket and does not make it one: a blocking one
+    // would block a runtime worker in connect and in every full-buffer write.
+    socket.set_nonblocking(true)?;
+    let socket = TcpSocket::from_std_stream(socket.into());
+    match ::tokio::time::timeout(timeout, socket.connect(addr)).await {
+        Ok(io) => Ok(io?),
+        Err(_) => Err(connect_timed_out(addr, timeout)),
     }
 }
 
@@ -162,7 +193,7 @@ type Handshake = Result<SecureStream, Error>;
 #[derive(Debug)]
 pub struct SecureListener {
     listener: TcpListener,
-    secured: Secured,
+    admission: Arc<Admission>,
     handshakes: Mutex<JoinSet<Handshake>>,
     max_handshakes: usize,
 }
@@ -178,7 +209,7 @@ impl SecureListener {
             ::tokio::select! {
                 accepted = self.listener.accept(), if room => {
                     let (io, peer) = accepted?;
-                    let pending = PendingStream { io, peer_addr: peer, accepted: Instant::now(), secured: self.secured.clone() };
+                    let pending = PendingStream { io, peer_addr: peer, accepted: Instant::now(), admission: self.admission.clone() };
                     handshakes.spawn(pending.handshake());
                 }
                 Some(done) = handshakes.join_next() => {
@@ -196,8 +227,23 @@ impl SecureListener {
             io,
             peer_addr,
             accepted: Instant::now(),
-            secured: self.secured.clone(),
+            admission: self.admission.clone(),
         })
+    }
+
+    /// Allows `name` to connect from `peers`; see [`crate::SecureListener::set_peer_target_name`].
+    pub fn set_peer_target_name(&self, name: PeerTargetName, peers: AddressPrefix) {
+        self.admission.bind(name, peers);
+    }
+
+    /// Removes every name bound to exactly `peers`; returns how many were removed.
+    pub fn delete_peer_target_name(&self, peers: AddressPrefix) -> usize {
+        self.admission.delete(peers)
+    }
+
+    /// The peer target names in force.
+    pub fn peer_target_names(&self) -> PeerNames {
+        self.admission.names()
     }
 
     /// Limits how many handshakes [`accept`](Self::accept) runs at once (at least 1). While
@@ -213,7 +259,7 @@ impl SecureListener {
 
     /// The settings every accepted connection inherits.
     pub fn security_settings(&self) -> &SecuritySettings {
-        &self.secured.settings
+        &self.admission.secured.settings
     }
 }
 
@@ -229,7 +275,7 @@ pub struct PendingStream {
     io: TcpStream,
     peer_addr: SocketAddr,
     accepted: Instant,
-    secured: Secured,
+    admission: Arc<Admission>,
 }
 
 impl PendingStream {
@@ -239,17 +285,68 @@ impl PendingStream {
     }
 
     /// Runs and checks the handshake, within the policy's handshake timeout counted from
-    /// the accept.
+    /// the accept (or, as the listener's settings say, serves the connection in clear: the
+    /// query tells which).
     pub async fn handshake(self) -> Result<SecureStream, Error> {
-        let session = Session::server(self.secured.ctx.clone())?;
         // Boxed, for the reason given at `SecureSocket::connect`.
-        Box::pin(SecureStream::handshake(
-            self.io,
-            self.peer_addr,
-            session,
-            self.accepted,
-        ))
-        .await
+        Box::pin(self.handshake_boxed()).await
+    }
+
+    async fn handshake_boxed(mut self) -> Result<SecureStream, Error> {
+        let admission = self.admission.clone();
+        match admission.mode() {
+            Mode::Skip => {
+                let clear = admission.clear(NegotiationError::EnforcementSkipped);
+                return Ok(SecureStream::clear(self.io, self.peer_addr, clear));
+            }
+            Mode::Peek => match self.peek().await? {
+                Peeked::ClientHello => {}
+                seen @ (Peeked::NotTls | Peeked::Nothing) => {
+                    let reason = fallback::server_fallback_reason(matches!(seen, Peeked::Nothing));
+                    return Ok(SecureStream::clear(
+                        self.io,
+                        self.peer_addr,
+                        admission.clear(reason),
+                    ));
+                }
+            },
+            Mode::Tls => {}
+        }
+        let mut session = admission.session_for(self.peer_addr.ip())?;
+        drive_handshake(&mut self.io, &mut session, self.accepted).await?;
+        SecureStream::established(self.io, self.peer_addr, session)
+    }
+
+    /// Looks at the client's first bytes without consuming them, for at most
+    /// [`CLEAR_TEXT_WAIT`] (and the handshake timeout).
+    async fn peek(&mut self) -> Result<Peeked, Error> {
+        let limit = CLEAR_TEXT_WAIT.min(self.admission.secured.ctx.handshake_timeout);
+        let deadline = ::tokio::time::Instant::from_std(self.accepted + limit);
+        let mut buf = [0u8; 6];
+        let mut seen = 0;
+        loop {
+            match ::tokio::time::timeout_at(deadline, self.io.peek(&mut buf)).await {
+                // Some bytes consistent with a ClientHello: let the handshake decide.
+                Err(_) => {
+                    return Ok(if seen == 0 {
+                        Peeked::Nothing
+                    } else {
+                        Peeked::ClientHello
+                    })
+                }
+                Ok(Ok(0)) => return Err(NegotiationError::PeerClosed { peer: Peer::Client }.into()),
+                Ok(Ok(n)) => {
+                    seen = n;
+                    if let Some(verdict) = Peeked::from_bytes(&buf[..n]) {
+                        return Ok(verdict);
+                    }
+                    // A ClientHello arriving in pieces: look again shortly.
+                    ::tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                // A client that resets while we look is that client's failure.
+                Ok(Err(e)) => return Err(negotiation_io_error(e, Peer::Client, limit)),
+            }
+        }
     }
 }
 
@@ -257,7 +354,7 @@ impl PendingStream {
 /// [`AsyncWrite::poll_shutdown`] sends close_notify.
 pub struct SecureStream {
     io: TcpStream,
-    session: Session,
+    link: Link,
     peer_addr: SocketAddr,
     write_closed: bool,
 }
@@ -266,7 +363,7 @@ impl std::fmt::Debug for SecureStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecureStream")
             .field("peer_addr", &self.peer_addr)
-            .field("resumed", &self.session.conn.handshake_kind())
+            .field("secured", &matches!(self.link, Link::Tls(_)))
             .finish_non_exhaustive()
     }
 }
@@ -344,7 +441,9 @@ fn poll_handshake(
             return Poll::Ready(Ok(()));
         }
         let mut sync = SyncIo { io, cx };
-        let read = match ready!(pending_on_would_block(session.conn.read_tls(&mut sync))) {
+        let read = match ready!(pending_on_would_block(
+            session.read_handshake_bytes(&mut sync)
+        )) {
             Ok(n) => n,
             Err(e) => return Poll::Ready(Err(session.handshake_io_error(e))),
         };
@@ -363,40 +462,53 @@ fn poll_handshake(
     }
 }
 
+/// Runs the handshake within the policy's handshake timeout counted from `started`. On
+/// failure the session is left for the caller to inspect (fallback).
+async fn drive_handshake(
+    io: &mut TcpStream,
+    session: &mut Session,
+    started: Instant,
+) -> Result<(), Error> {
+    let timeout = session.handshake_timeout();
+    // A peer that reset while waiting in the backlog is that peer's failure, not the
+    // listener's: map socket errors like the handshake's own.
+    io.set_nodelay(true)
+        .map_err(|e| session.handshake_io_error(e))?;
+    let remaining = (started + timeout).saturating_duration_since(Instant::now());
+    match ::tokio::time::timeout(remaining, poll_fn(|cx| poll_handshake(session, io, cx))).await {
+        Ok(result) => result,
+        Err(_) => Err(NegotiationError::Timeout { after: timeout }.into()),
+    }
+}
+
 impl SecureStream {
-    async fn handshake(
-        mut io: TcpStream,
+    fn established(
+        io: TcpStream,
         peer_addr: SocketAddr,
         mut session: Session,
-        started: Instant,
     ) -> Result<Self, Error> {
-        let timeout = session.handshake_timeout();
-        // A peer that reset while waiting in the backlog is that peer's failure, not the
-        // listener's: map socket errors like the handshake's own.
-        io.set_nodelay(true)
-            .map_err(|e| session.handshake_io_error(e))?;
-        let remaining = (started + timeout).saturating_duration_since(Instant::now());
-        let driven = ::tokio::time::timeout(
-            remaining,
-            poll_fn(|cx| poll_handshake(&mut session, &mut io, cx)),
-        )
-        .await;
-        match driven {
-            Ok(result) => result?,
-            Err(_) => return Err(NegotiationError::Timeout { after: timeout }.into()),
-        }
         session.complete()?;
         Ok(Self {
             io,
-            session,
+            link: Link::Tls(session),
             peer_addr,
             write_closed: false,
         })
     }
 
-    /// What protects this connection and who the peer proved to be.
+    fn clear(io: TcpStream, peer_addr: SocketAddr, clear: Clear) -> Self {
+        Self {
+            io,
+            link: Link::Clear(clear),
+            peer_addr,
+            write_closed: false,
+        }
+    }
+
+    /// What protects this connection and who the peer proved to be. A connection in clear
+    /// text says so: no flags, and the reason in `negotiation_error`.
     pub fn query_security(&self) -> SecurityInfo {
-        self.session.info()
+        self.link.info()
     }
 
     /// The peer's address.
@@ -411,7 +523,10 @@ impl SecureStream {
 
     /// KeyUpdates this side started because of the policy's `rekey_after`.
     pub fn key_updates_sent(&self) -> u64 {
-        self.session.key_updates()
+        match &self.link {
+            Link::Tls(session) => session.key_updates(),
+            Link::Clear(_) => 0,
+        }
     }
 
     /// Closes cleanly: close_notify after all written data, then waits (at most the
@@ -419,7 +534,7 @@ impl SecureStream {
     /// so that the kernel cannot reset the connection and lose data in flight.
     pub async fn close(mut self) -> io::Result<()> {
         poll_fn(|cx| Pin::new(&mut self).poll_shutdown(cx)).await?;
-        let linger = self.session.handshake_timeout();
+        let linger = self.link.linger();
         let mut scratch = [0u8; 4096];
         let drain = async {
             loop {
@@ -432,18 +547,6 @@ impl SecureStream {
         let _ = ::tokio::time::timeout(linger, drain).await;
         Ok(())
     }
-
-    fn protocol_error(&self, e: &rustls::Error) -> io::Error {
-        match e {
-            rustls::Error::AlertReceived(_) | rustls::Error::InvalidCertificate(_) => {
-                io::Error::new(io::ErrorKind::PermissionDenied, self.session.failure(e))
-            }
-            _ => io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("TLS error from the {}: {e}", self.session.peer()),
-            ),
-        }
-    }
 }
 
 impl AsyncRead for SecureStream {
@@ -453,23 +556,27 @@ impl AsyncRead for SecureStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        let session = match &mut this.link {
+            Link::Tls(session) => session,
+            Link::Clear(_) => return Pin::new(&mut this.io).poll_read(cx, buf),
+        };
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
         // Data written but not yet sent (the socket was full) goes out before we wait for
         // an answer to it.
-        if let Poll::Ready(Err(e)) = poll_flush_tls(&mut this.session, &mut this.io, cx) {
+        if let Poll::Ready(Err(e)) = poll_flush_tls(session, &mut this.io, cx) {
             return Poll::Ready(Err(e));
         }
         loop {
-            match this.session.conn.reader().read(buf.initialize_unfilled()) {
+            match session.conn.reader().read(buf.initialize_unfilled()) {
                 Ok(n) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Poll::Ready(Err(truncation_error(this.session.peer())))
+                    return Poll::Ready(Err(truncation_error(session.peer())))
                 }
                 Err(e) => return Poll::Ready(Err(e)),
             }
@@ -477,16 +584,14 @@ impl AsyncRead for SecureStream {
                 io: &mut this.io,
                 cx,
             };
-            ready!(pending_on_would_block(
-                this.session.conn.read_tls(&mut sync)
-            ))?;
-            if let Err(e) = this.session.conn.process_new_packets() {
-                let _ = poll_flush_tls(&mut this.session, &mut this.io, cx);
-                return Poll::Ready(Err(this.protocol_error(&e)));
+            ready!(pending_on_would_block(session.conn.read_tls(&mut sync)))?;
+            if let Err(e) = session.conn.process_new_packets() {
+                let _ = poll_flush_tls(session, &mut this.io, cx);
+                return Poll::Ready(Err(protocol_error(session, &e)));
             }
             // Answer what the peer asked for (KeyUpdate); what cannot be sent now is sent
             // with the next write or flush.
-            if let Poll::Ready(Err(e)) = poll_flush_tls(&mut this.session, &mut this.io, cx) {
+            if let Poll::Ready(Err(e)) = poll_flush_tls(session, &mut this.io, cx) {
                 return Poll::Ready(Err(e));
             }
         }
@@ -502,19 +607,31 @@ impl SecureStream {
         if self.write_closed {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
-                "write after shutdown: close_notify was already sent",
+                "write after shutdown",
             )));
         }
+        let session = match &mut self.link {
+            Link::Tls(session) => session,
+            Link::Clear(_) => return Pin::new(&mut self.io).poll_write_vectored(cx, bufs),
+        };
         // Send what is already queued first: rustls buffers a bounded amount, so a peer
         // that does not read makes writes pend instead of growing memory.
-        ready!(poll_flush_tls(&mut self.session, &mut self.io, cx))?;
-        let n = self.session.conn.writer().write_vectored(bufs)?;
-        self.session.note_sent(n);
+        ready!(poll_flush_tls(session, &mut self.io, cx))?;
+        let n = session.conn.writer().write_vectored(bufs)?;
+        session.note_sent(n);
         // Start sending; whatever the socket does not take now stays queued.
-        if let Poll::Ready(Err(e)) = poll_flush_tls(&mut self.session, &mut self.io, cx) {
+        if let Poll::Ready(Err(e)) = poll_flush_tls(session, &mut self.io, cx) {
             return Poll::Ready(Err(e));
         }
         Poll::Ready(Ok(n))
+    }
+
+    /// Sends every queued TLS record (none in clear).
+    fn poll_flush_link(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.link {
+            Link::Tls(session) => poll_flush_tls(session, &mut self.io, cx),
+            Link::Clear(_) => Poll::Ready(Ok(())),
+        }
     }
 }
 
@@ -540,20 +657,20 @@ impl AsyncWrite for SecureStream {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        ready!(poll_flush_tls(&mut this.session, &mut this.io, cx))?;
-        Pin::new(&mut this.io).poll_flush(cx)
+        ready!(self.poll_flush_link(cx))?;
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 
     /// Sends close_notify after everything written, then shuts down the TCP write side.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if !this.write_closed {
-            this.session.conn.send_close_notify();
-            this.write_closed = true;
+        if !self.write_closed {
+            if let Link::Tls(session) = &mut self.link {
+                session.conn.send_close_notify();
+            }
+            self.write_closed = true;
         }
-        ready!(poll_flush_tls(&mut this.session, &mut this.io, cx))?;
-        match ready!(Pin::new(&mut this.io).poll_shutdown(cx)) {
+        ready!(self.poll_flush_link(cx))?;
+        match ready!(Pin::new(&mut self.io).poll_shutdown(cx)) {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Poll::Ready(Ok(())),
             other => Poll::Ready(other),
         }

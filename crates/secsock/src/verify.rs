@@ -473,11 +473,14 @@ impl ServerCertVerifier for ServerIdentityVerifier {
     }
 }
 
-/// Server side: requires a client certificate and checks its chain. The names it proves
-/// are read from the chain after the handshake.
+/// Server side: requires a client certificate and checks its chain, and, where the
+/// listener's peer target names apply to the client's address, that it proves one of
+/// them (`allowed`; empty: any proven principal). A refusal travels inside the rustls
+/// error, as for the client's name mismatch.
 #[derive(Debug)]
 pub(crate) struct ClientIdentityVerifier {
     pub validator: Arc<ChainValidator>,
+    pub allowed: Vec<PeerTargetName>,
 }
 
 impl ClientCertVerifier for ClientIdentityVerifier {
@@ -501,6 +504,21 @@ impl ClientCertVerifier for ClientIdentityVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         self.validator
             .validate(end_entity, intermediates, now, Usage::ClientAuth)?;
+        if !self.allowed.is_empty() {
+            let names = CertificateNames::from_der(end_entity)
+                .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+            if !self.allowed.iter().any(|name| name.is_proven_by(&names)) {
+                let refusal = NegotiationError::PeerNotAllowed {
+                    presented: names.presented(),
+                    allowed: self
+                        .allowed
+                        .iter()
+                        .map(|n| n.as_str().to_string())
+                        .collect(),
+                };
+                return Err(CertificateError::Other(rustls::OtherError(Arc::new(refusal))).into());
+            }
+        }
         Ok(ClientCertVerified::assertion())
     }
 

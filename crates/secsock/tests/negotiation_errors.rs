@@ -64,39 +64,6 @@ fn a_server_that_answers_in_clear_does_not_speak_tls() {
 }
 
 #[test]
-fn allow_insecure_still_sends_nothing_in_clear_to_a_plain_server() {
-    // The clear-text fallback is not implemented yet: the flag must fail closed.
-    let domain = TrustDomain::new("example.test");
-    let client = domain
-        .host("client", &[San::Dns("client.example.test")])
-        .platform();
-    let plain = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let addr = plain.local_addr().unwrap();
-    let received = thread::spawn(move || {
-        let (mut s, _) = plain.accept().unwrap();
-        s.write_all(b"220 plain text service ready\r\n").unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let mut got = Vec::new();
-        let _ = s.read_to_end(&mut got);
-        got
-    });
-    let settings =
-        secsock::SecuritySettings::new().with_flags(secsock::SecurityFlags::ALLOW_INSECURE);
-    let target = Some(secsock::PeerTargetName::parse("server.example.test").unwrap());
-    let err = connect_with(&client, &settings, target, addr).unwrap_err();
-    assert!(
-        matches!(err.negotiation(), Some(NegotiationError::PeerNotTls { .. })),
-        "{err}"
-    );
-    let got = received.join().unwrap();
-    assert_eq!(
-        got.first(),
-        Some(&0x16),
-        "only a TLS ClientHello reached the plain server"
-    );
-}
-
-#[test]
 fn a_server_that_closes_at_once_is_reported() {
     let domain = TrustDomain::new("example.test");
     let client = domain

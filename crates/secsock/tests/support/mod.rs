@@ -725,3 +725,747 @@ pub mod async_fixtures {
         socket.connect(addr).await
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Enforcement fixtures (enforcement.rs, enforcement_tokio.rs): secured servers that report
+// every TCP connection they accepted with its typed outcome, plain (not secsock) TCP
+// servers that record every byte they received per connection, an active relay that
+// rewrites or answers a client's first flight, and a TLS record splitter to tell what
+// crossed the wire.
+
+/// Fixtures for the enforcement tests (blocking API and plain std peers).
+pub mod enforcement_fixtures {
+    use std::io::{Read, Write};
+    use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{mpsc, Arc, Mutex};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use secsock::{
+        Domain, Error, InfoFlags, NegotiationError, OptionFlags, PeerTargetName, Platform,
+        SecureListener, SecureSocket, SecureStream, SecurityFlags, SecurityInfo, SecuritySettings,
+    };
+
+    use super::{contains, San, TrustDomain};
+
+    /// What a secured server made of one accepted TCP connection.
+    #[derive(Debug)]
+    pub struct Accepted {
+        /// The client's address.
+        pub peer: SocketAddr,
+        /// The query result of the stream the application got, or why it got none.
+        pub result: Result<SecurityInfo, Error>,
+    }
+
+    /// Connects a probe to `addr` and waits until the server has accepted it (`accepted`
+    /// lists the server's connections in accept order): every connection made before the
+    /// probe has then been accepted too. Returns those, without earlier probes.
+    pub(crate) fn settle(
+        addr: SocketAddr,
+        accepted: impl Fn() -> Vec<SocketAddr>,
+        probes: &Mutex<Vec<SocketAddr>>,
+    ) -> Vec<SocketAddr> {
+        let probe = TcpStream::connect(addr).expect("probe connection");
+        let me = probe.local_addr().unwrap();
+        probes.lock().unwrap().push(me);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let list = accepted();
+            if let Some(at) = list.iter().position(|a| *a == me) {
+                let probes = probes.lock().unwrap();
+                return list[..at]
+                    .iter()
+                    .filter(|a| !probes.contains(a))
+                    .copied()
+                    .collect();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not accept a probe within 5 s"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// A secured listener served on threads: each accepted connection is handshaked on its
+    /// own thread (`accept_pending` + `handshake`), its outcome recorded with the client's
+    /// address, and a stream the application gets is given to the handler.
+    pub struct ListenerServer {
+        pub addr: SocketAddr,
+        /// The listener, to change its peer target names while it serves.
+        pub listener: Arc<SecureListener>,
+        accepted: Arc<Mutex<Vec<SocketAddr>>>,
+        probes: Mutex<Vec<SocketAddr>>,
+        outcomes: mpsc::Receiver<Accepted>,
+    }
+
+    /// Serves `listener`; see [`ListenerServer`].
+    pub fn serve_listener<F>(listener: SecureListener, handler: F) -> ListenerServer
+    where
+        F: Fn(SecureStream) + Send + Sync + 'static,
+    {
+        let listener = Arc::new(listener);
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let (tx, outcomes) = mpsc::channel();
+        let handler = Arc::new(handler);
+        {
+            let listener = listener.clone();
+            let accepted = accepted.clone();
+            thread::spawn(move || loop {
+                let Ok(pending) = listener.accept_pending() else {
+                    return;
+                };
+                let peer = pending.peer_addr();
+                accepted.lock().unwrap().push(peer);
+                let (tx, handler) = (tx.clone(), handler.clone());
+                thread::spawn(move || match pending.handshake() {
+                    Ok(stream) => {
+                        let result = Ok(stream.query_security());
+                        let _ = tx.send(Accepted { peer, result });
+                        handler(stream);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Accepted {
+                            peer,
+                            result: Err(e),
+                        });
+                    }
+                });
+            });
+        }
+        ListenerServer {
+            addr,
+            listener,
+            accepted,
+            probes: Mutex::default(),
+            outcomes,
+        }
+    }
+
+    impl ListenerServer {
+        /// The next outcome of a connection the test made (fails after 20 s without one).
+        pub fn outcome(&self) -> Accepted {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let accepted = self
+                    .outcomes
+                    .recv_timeout(left)
+                    .expect("the server saw no connection within 20 s");
+                if !self.probes.lock().unwrap().contains(&accepted.peer) {
+                    return accepted;
+                }
+            }
+        }
+
+        /// Every TCP connection the server has accepted so far, in order (exact: a probe
+        /// connection proves that nothing made before now is still in the backlog).
+        pub fn connections(&self) -> Vec<SocketAddr> {
+            settle(
+                self.addr,
+                || self.accepted.lock().unwrap().clone(),
+                &self.probes,
+            )
+        }
+    }
+
+    /// One connection to a [`PlainServer`], as its behaviour sees it: whatever it reads is
+    /// recorded.
+    pub struct PlainConnection {
+        stream: TcpStream,
+        received: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl PlainConnection {
+        /// Sends `bytes` (errors ignored: the client may be gone).
+        pub fn say(&mut self, bytes: &[u8]) {
+            let _ = self.stream.write_all(bytes);
+        }
+
+        /// Reads the client's first bytes: a whole TLS record if they start one, else what
+        /// one read returns. Empty if the client closed first.
+        pub fn read_first(&mut self) -> Vec<u8> {
+            let _ = self.stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let first = read_first_flight(&mut self.stream);
+            self.received.lock().unwrap().extend_from_slice(&first);
+            first
+        }
+
+        /// Reads and records until the client closes (or 10 s pass).
+        pub fn read_to_end(&mut self) {
+            let _ = self.stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut buf = [0u8; 16384];
+            while let Ok(n) = self.stream.read(&mut buf) {
+                if n == 0 {
+                    return;
+                }
+                self.received.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        }
+    }
+
+    /// The client's first flight on `stream`: a whole TLS record if its first byte starts a
+    /// handshake record, else what one read returns.
+    pub(crate) fn read_first_flight(stream: &mut TcpStream) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16384];
+        loop {
+            let complete = match got.as_slice() {
+                [] => false,
+                [0x16, _, _, hi, lo, ..] => {
+                    got.len() >= 5 + usize::from(u16::from_be_bytes([*hi, *lo]))
+                }
+                [0x16, ..] => false,
+                _ => true,
+            };
+            if complete {
+                return got;
+            }
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    /// What a [`PlainServer`] received on one connection.
+    #[derive(Debug, Clone)]
+    pub struct Received {
+        pub peer: SocketAddr,
+        pub bytes: Vec<u8>,
+    }
+
+    struct Served {
+        peer: SocketAddr,
+        received: Arc<Mutex<Vec<u8>>>,
+        ended: Arc<AtomicBool>,
+    }
+
+    /// A plain TCP server (not secsock) on loopback, running a behaviour on each connection
+    /// (on its own thread) and recording every byte it received, per connection.
+    pub struct PlainServer {
+        pub addr: SocketAddr,
+        served: Arc<Mutex<Vec<Served>>>,
+        probes: Mutex<Vec<SocketAddr>>,
+    }
+
+    /// Starts a [`PlainServer`] whose connections run `behaviour`; a connection is closed
+    /// when its behaviour returns.
+    pub fn plain_server<F>(behaviour: F) -> PlainServer
+    where
+        F: Fn(&mut PlainConnection) + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served: Arc<Mutex<Vec<Served>>> = Arc::default();
+        let behaviour = Arc::new(behaviour);
+        let list = served.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let Ok(peer) = stream.peer_addr() else {
+                    continue;
+                };
+                let received = Arc::new(Mutex::new(Vec::new()));
+                let ended = Arc::new(AtomicBool::new(false));
+                list.lock().unwrap().push(Served {
+                    peer,
+                    received: received.clone(),
+                    ended: ended.clone(),
+                });
+                let behaviour = behaviour.clone();
+                thread::spawn(move || {
+                    let mut connection = PlainConnection { stream, received };
+                    behaviour(&mut connection);
+                    drop(connection);
+                    ended.store(true, Ordering::SeqCst);
+                });
+            }
+        });
+        PlainServer {
+            addr,
+            served,
+            probes: Mutex::default(),
+        }
+    }
+
+    impl PlainServer {
+        /// Every connection the server accepted so far (exactly: see
+        /// [`ListenerServer::connections`]), each once it ended, with what it received.
+        pub fn connections(&self) -> Vec<Received> {
+            let peers = settle(
+                self.addr,
+                || self.served.lock().unwrap().iter().map(|s| s.peer).collect(),
+                &self.probes,
+            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            peers
+                .into_iter()
+                .map(|peer| loop {
+                    {
+                        let served = self.served.lock().unwrap();
+                        let s = served.iter().find(|s| s.peer == peer).unwrap();
+                        if s.ended.load(Ordering::SeqCst) {
+                            let bytes = s.received.lock().unwrap().clone();
+                            return Received { peer, bytes };
+                        }
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "the connection from {peer} did not end within 10 s"
+                    );
+                    thread::sleep(Duration::from_millis(5));
+                })
+                .collect()
+        }
+    }
+
+    /// What an [`active_relay`] does with a client's first flight.
+    pub enum FirstFlight {
+        /// Forwards these bytes to the server instead, then relays both ways.
+        Forward(Vec<u8>),
+        /// Never forwards anything: answers the client with these bytes, then only
+        /// records what the client sends until it leaves.
+        Answer(Vec<u8>),
+    }
+
+    /// A man in the middle between clients and `upstream`: it decides what becomes of each
+    /// connection's first client flight, and records every byte it saw from the client
+    /// (as sent, before any rewrite) and every byte it sent to the client.
+    pub struct ActiveRelay {
+        pub addr: SocketAddr,
+        pub from_client: Arc<Mutex<Vec<u8>>>,
+        pub to_client: Arc<Mutex<Vec<u8>>>,
+        active: Arc<AtomicUsize>,
+    }
+
+    /// Starts an [`ActiveRelay`] to `upstream`.
+    pub fn active_relay<F>(upstream: SocketAddr, first_flight: F) -> ActiveRelay
+    where
+        F: Fn(Vec<u8>) -> FirstFlight + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let from_client = Arc::new(Mutex::new(Vec::new()));
+        let to_client = Arc::new(Mutex::new(Vec::new()));
+        let active = Arc::new(AtomicUsize::new(0));
+        let first_flight = Arc::new(first_flight);
+        let (fc, tc, act) = (from_client.clone(), to_client.clone(), active.clone());
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                act.fetch_add(1, Ordering::SeqCst);
+                let (fc, tc, act) = (fc.clone(), tc.clone(), act.clone());
+                let first_flight = first_flight.clone();
+                thread::spawn(move || {
+                    relay_one(&mut client, upstream, &*first_flight, fc, tc);
+                    act.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        ActiveRelay {
+            addr,
+            from_client,
+            to_client,
+            active,
+        }
+    }
+
+    fn relay_one(
+        client: &mut TcpStream,
+        upstream: SocketAddr,
+        first_flight: &(dyn Fn(Vec<u8>) -> FirstFlight + Send + Sync),
+        from_client: Arc<Mutex<Vec<u8>>>,
+        to_client: Arc<Mutex<Vec<u8>>>,
+    ) {
+        let Ok(mut server) = TcpStream::connect(upstream) else {
+            return;
+        };
+        let _ = client.set_read_timeout(Some(Duration::from_secs(10)));
+        let first = read_first_flight(client);
+        from_client.lock().unwrap().extend_from_slice(&first);
+        match first_flight(first) {
+            FirstFlight::Forward(bytes) => {
+                let _ = server.write_all(&bytes);
+                let back = {
+                    let (server, client) =
+                        (server.try_clone().unwrap(), client.try_clone().unwrap());
+                    thread::spawn(move || copy_recorded(server, client, to_client))
+                };
+                copy_recorded(client.try_clone().unwrap(), server, from_client);
+                let _ = back.join();
+            }
+            FirstFlight::Answer(bytes) => {
+                let _ = client.write_all(&bytes);
+                to_client.lock().unwrap().extend_from_slice(&bytes);
+                let mut buf = [0u8; 16384];
+                while let Ok(n) = client.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    from_client.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+                let _ = server.shutdown(Shutdown::Both);
+                let _ = client.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// Copies `from` to `to`, recording, until `from` ends; then ends `to`'s writing side.
+    fn copy_recorded(mut from: TcpStream, mut to: TcpStream, record: Arc<Mutex<Vec<u8>>>) {
+        let mut buf = [0u8; 16384];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            record.lock().unwrap().extend_from_slice(&buf[..n]);
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    }
+
+    impl ActiveRelay {
+        /// Waits until every relayed connection has ended (both sides closed), so that the
+        /// records are complete.
+        pub fn wait_idle(&self) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.active.load(Ordering::SeqCst) > 0 {
+                assert!(
+                    Instant::now() < deadline,
+                    "relayed connections still open after 10 s"
+                );
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+
+    /// Splits `bytes` into TLS records `(content type, fragment)`; `None` unless they are a
+    /// sequence of whole records with TLS record headers.
+    pub fn tls_records(bytes: &[u8]) -> Option<Vec<(u8, &[u8])>> {
+        let mut records = Vec::new();
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let [kind, 0x03, _, hi, lo, ..] = *rest else {
+                return None;
+            };
+            let end = 5 + usize::from(u16::from_be_bytes([hi, lo]));
+            if !(0x14..=0x17).contains(&kind) || rest.len() < end {
+                return None;
+            }
+            records.push((kind, &rest[5..end]));
+            rest = &rest[end..];
+        }
+        Some(records)
+    }
+
+    /// A plain TCP client that connects to `addr` and, before sending anything, closes with a
+    /// TCP reset (SO_LINGER 0).
+    pub fn connect_and_reset(addr: SocketAddr) {
+        let doomed = TcpStream::connect(addr).unwrap();
+        socket2::SockRef::from(&doomed)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    }
+
+    /// A secured socket with `settings` connecting to `addr` from the local address `from`
+    /// (any loopback address works on Linux: all of 127/8 is local).
+    pub fn connect_from(
+        platform: &Arc<Platform>,
+        settings: &SecuritySettings,
+        target: Option<PeerTargetName>,
+        from: IpAddr,
+        addr: SocketAddr,
+    ) -> Result<SecureStream, Error> {
+        let mut socket = SecureSocket::with_platform(Domain::IPV4, platform.clone())?;
+        socket.set_security(settings)?;
+        socket.bind(SocketAddr::new(from, 0))?;
+        if let Some(t) = target {
+            socket.set_peer_target_name(t)?;
+        }
+        socket.connect(addr)
+    }
+
+    // Scenario pieces shared by enforcement.rs and enforcement_tokio.rs.
+
+    /// What the application would send; it must never reach a peer in clear unless clear text
+    /// was allowed.
+    pub const PAYLOAD: &[u8] = b"PAYLOAD 5f1e: the application's secret";
+    /// What a secured server's application would send back.
+    pub const SERVER_PAYLOAD: &[u8] = b"SERVER PAYLOAD 9c42";
+    /// What a server's application says first to a client that waits for it.
+    pub const GREETING: &[u8; 31] = b"220 server.example.test ready\r\n";
+    pub const FROM_127_0_0_2: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    pub const FROM_127_0_0_1: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    pub fn allow_insecure() -> SecuritySettings {
+        SecuritySettings::new().with_flags(SecurityFlags::ALLOW_INSECURE)
+    }
+
+    pub fn target(name: &str) -> Option<PeerTargetName> {
+        Some(PeerTargetName::parse(name).unwrap())
+    }
+
+    /// A trust domain with a server and a client identity.
+    pub struct Example {
+        pub domain: TrustDomain,
+        pub server: Arc<Platform>,
+        pub client: Arc<Platform>,
+    }
+
+    pub fn example(server_policy: &str) -> Example {
+        let domain = TrustDomain::new("example.test");
+        let server = domain
+            .host_with(
+                "server",
+                &[San::Dns("server.example.test")],
+                server_policy,
+                |_| {},
+            )
+            .platform();
+        let client = domain
+            .host("client", &[San::Dns("client.example.test")])
+            .platform();
+        Example {
+            domain,
+            server,
+            client,
+        }
+    }
+
+    /// Asserts a connection in clear text: no flag, no identity, and `reason` as the why.
+    pub fn assert_clear(info: &SecurityInfo, reason: impl Fn(&NegotiationError) -> bool) {
+        assert_eq!(info.flags, InfoFlags::empty(), "{info}");
+        assert!(!info.is_secured() && !info.is_encrypted());
+        assert!(info.peer_machine.is_none(), "{info}");
+        let why = info
+            .negotiation_error
+            .as_ref()
+            .expect("a connection in clear says why");
+        assert!(reason(why), "unexpected reason: {why:?}");
+    }
+
+    pub fn assert_secured(info: &SecurityInfo) {
+        assert_eq!(
+            info.flags,
+            InfoFlags::SECURED | InfoFlags::ENCRYPTED,
+            "{info}"
+        );
+        assert_eq!(info.negotiation_error, None, "{info}");
+    }
+
+    /// Asserts what a plain server received on a connection the client gave up: TLS records
+    /// only, a ClientHello first and at most an alert after it; never application data, never
+    /// the payload.
+    pub fn assert_only_a_client_hello(bytes: &[u8]) {
+        assert!(!contains(bytes, PAYLOAD), "the payload reached the server");
+        let records = tls_records(bytes).unwrap_or_else(|| {
+            panic!(
+                "not whole TLS records: {:02x?}",
+                &bytes[..bytes.len().min(32)]
+            )
+        });
+        let (kind, hello) = records.first().expect("the server received nothing");
+        assert_eq!(*kind, 0x16, "the first record is a handshake record");
+        assert_eq!(hello.first(), Some(&0x01), "it carries a ClientHello");
+        for (kind, _) in &records[1..] {
+            assert_eq!(
+                *kind, 0x15,
+                "after the ClientHello, at most an alert: {records:02x?}"
+            );
+        }
+    }
+
+    /// A legacy server that greets first, then reads until the client leaves.
+    pub fn speaks_first(connection: &mut PlainConnection) {
+        connection.say(b"220 ready\r\n");
+        connection.read_to_end();
+    }
+
+    /// A legacy server that hangs up, without a byte, on a client whose first bytes are a TLS
+    /// record; anything else it reads to the end.
+    pub fn hangs_up_on_tls(connection: &mut PlainConnection) {
+        if connection.read_first().first() != Some(&0x16) {
+            connection.read_to_end();
+        }
+    }
+
+    /// A trust domain with a server and two client principals, alice and bob.
+    pub struct Principals {
+        pub domain: TrustDomain,
+        pub server: Arc<Platform>,
+        pub alice: Arc<Platform>,
+        pub bob: Arc<Platform>,
+    }
+
+    pub fn alice_and_bob() -> Principals {
+        let domain = TrustDomain::new("example.test");
+        Principals {
+            server: domain
+                .host("server", &[San::Dns("server.example.test")])
+                .platform(),
+            alice: domain
+                .host("alice", &[San::Dns("alice.example.test")])
+                .platform(),
+            bob: domain
+                .host("bob", &[San::Dns("bob.example.test")])
+                .platform(),
+            domain,
+        }
+    }
+
+    pub fn name(text: &str) -> PeerTargetName {
+        PeerTargetName::parse(text).unwrap()
+    }
+
+    pub fn optional_name() -> SecuritySettings {
+        SecuritySettings::new().with_options(OptionFlags::OPTIONAL_PEER_NAME_VERIFICATION)
+    }
+
+    pub fn skip_enforcement() -> SecuritySettings {
+        SecuritySettings::new().with_options(OptionFlags::SKIP_ENFORCEMENT)
+    }
+}
+
+/// The async counterparts of [`enforcement_fixtures`].
+#[cfg(feature = "tokio")]
+pub mod async_enforcement_fixtures {
+    use std::future::Future;
+    use std::net::{IpAddr, SocketAddr};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use secsock::{Domain, Error, PeerTargetName, Platform, SecuritySettings};
+
+    use super::async_fixtures::{AsyncListener, AsyncSocket, AsyncStream};
+    use super::enforcement_fixtures::Accepted;
+
+    /// An async secured listener served by one task: each accepted connection is
+    /// handshaked on a task of its own (`accept_pending` + `handshake`), its outcome
+    /// recorded with the client's address, and a stream the application gets is given to
+    /// the handler.
+    pub struct AsyncListenerServer {
+        pub addr: SocketAddr,
+        /// The listener, to change its peer target names while it serves.
+        pub listener: Arc<AsyncListener>,
+        accepted: Arc<Mutex<Vec<SocketAddr>>>,
+        probes: Mutex<Vec<SocketAddr>>,
+        outcomes: tokio::sync::mpsc::UnboundedReceiver<Accepted>,
+        accept_loop: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for AsyncListenerServer {
+        fn drop(&mut self) {
+            self.accept_loop.abort();
+        }
+    }
+
+    /// Serves `listener`; see [`AsyncListenerServer`].
+    pub fn serve_async_listener<F, Fut>(listener: AsyncListener, handler: F) -> AsyncListenerServer
+    where
+        F: Fn(AsyncStream) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = Arc::new(listener);
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let (tx, outcomes) = tokio::sync::mpsc::unbounded_channel();
+        let handler = Arc::new(handler);
+        let accept_loop = {
+            let (listener, accepted) = (listener.clone(), accepted.clone());
+            tokio::spawn(async move {
+                while let Ok(pending) = listener.accept_pending().await {
+                    let peer = pending.peer_addr();
+                    accepted.lock().unwrap().push(peer);
+                    let (tx, handler) = (tx.clone(), handler.clone());
+                    tokio::spawn(async move {
+                        match pending.handshake().await {
+                            Ok(stream) => {
+                                let result = Ok(stream.query_security());
+                                let _ = tx.send(Accepted { peer, result });
+                                handler(stream).await;
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Accepted {
+                                    peer,
+                                    result: Err(e),
+                                });
+                            }
+                        }
+                    });
+                }
+            })
+        };
+        AsyncListenerServer {
+            addr,
+            listener,
+            accepted,
+            probes: Mutex::default(),
+            outcomes,
+            accept_loop,
+        }
+    }
+
+    impl AsyncListenerServer {
+        /// The next outcome of a connection the test made (fails after 20 s without one).
+        pub async fn outcome(&mut self) -> Accepted {
+            loop {
+                let accepted = tokio::time::timeout(Duration::from_secs(20), self.outcomes.recv())
+                    .await
+                    .expect("the server saw no connection within 20 s")
+                    .expect("the accept loop ended");
+                if !self.probes.lock().unwrap().contains(&accepted.peer) {
+                    return accepted;
+                }
+            }
+        }
+
+        /// Every TCP connection the server has accepted so far, in order (exact, as
+        /// [`super::enforcement_fixtures::ListenerServer::connections`]).
+        pub async fn connections(&self) -> Vec<SocketAddr> {
+            let probe = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+            let me = probe.local_addr().unwrap();
+            self.probes.lock().unwrap().push(me);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                {
+                    let list = self.accepted.lock().unwrap();
+                    if let Some(at) = list.iter().position(|a| *a == me) {
+                        let probes = self.probes.lock().unwrap();
+                        return list[..at]
+                            .iter()
+                            .filter(|a| !probes.contains(a))
+                            .copied()
+                            .collect();
+                    }
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the server did not accept a probe within 5 s"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+
+    /// An async secured socket with `settings` connecting to `addr` from the local address
+    /// `from`.
+    pub async fn connect_async_from(
+        platform: &Arc<Platform>,
+        settings: &SecuritySettings,
+        target: Option<PeerTargetName>,
+        from: IpAddr,
+        addr: SocketAddr,
+    ) -> Result<AsyncStream, Error> {
+        let mut socket = AsyncSocket::with_platform(Domain::IPV4, platform.clone())?;
+        socket.set_security(settings)?;
+        socket.bind(SocketAddr::new(from, 0))?;
+        if let Some(t) = target {
+            socket.set_peer_target_name(t)?;
+        }
+        socket.connect(addr).await
+    }
+}
