@@ -44,6 +44,7 @@ pub mod name;
 pub mod peers;
 pub mod platform;
 pub mod policy;
+mod readahead;
 mod session;
 pub mod settings;
 pub mod socket;

@@ -143,11 +143,8 @@ impl Session {
             .as_ref()
             .and_then(|t| t.sni_host())
             .and_then(|h| ServerName::try_from(h.to_string()).ok());
-        let verifier = || ServerIdentityVerifier {
-            validator: ctx.validator.clone(),
-            target: target.clone(),
-            optional_name,
-        };
+        let verifier =
+            || ServerIdentityVerifier::new(ctx.validator.clone(), target.clone(), optional_name);
         let (config, tickets) = ctx.client_config(&target_key, verifier, sni.is_some());
         tickets.session.set(ctx.random_id());
         let server_name = sni.unwrap_or(ServerName::IpAddress(peer_ip.into()));
@@ -288,6 +285,8 @@ impl Session {
                 // tolerated; a resumed one skipped the verifier. Parse the names only when
                 // there is something left to check.
                 let mismatch = match &client.target {
+                    // A leaf this target's verifier already proved needs no second look.
+                    Some(_) if client.tickets.target_proves(leaf) => None,
                     Some(target) if resumed || client.optional_name => {
                         let names = CertificateNames::from_der(leaf).map_err(|e| {
                             NegotiationError::UntrustedChain {

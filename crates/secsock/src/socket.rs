@@ -49,6 +49,10 @@ pub struct SecureSocket {
     platform: Option<Arc<Platform>>,
     secured: Option<Secured>,
     target: Option<PeerTargetName>,
+    /// Made elsewhere and handed over with `from_socket`: its state is asked of the kernel.
+    foreign: bool,
+    /// Where `bind` bound it.
+    bound: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for SecureSocket {
@@ -90,16 +94,23 @@ impl SecureSocket {
     fn create(domain: Domain, platform: Option<Arc<Platform>>) -> Result<Self, Error> {
         let family = family_name(domain)?;
         let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
-        Ok(Self::wrap(socket, family, platform))
+        Ok(Self::wrap(socket, family, platform, false))
     }
 
-    fn wrap(socket: Socket, family: &'static str, platform: Option<Arc<Platform>>) -> Self {
+    fn wrap(
+        socket: Socket,
+        family: &'static str,
+        platform: Option<Arc<Platform>>,
+        foreign: bool,
+    ) -> Self {
         Self {
             socket,
             family,
             platform,
             secured: None,
             target: None,
+            foreign,
+            bound: None,
         }
     }
 
@@ -114,14 +125,24 @@ impl SecureSocket {
             )
             .into());
         }
-        Ok(Self::wrap(socket, family, platform))
+        Ok(Self::wrap(socket, family, platform, true))
     }
 
+    /// Where the socket is connected. A socket this type created cannot be: `connect`
+    /// consumes it. Only a socket from [`from_socket`](Self::from_socket) is asked (a
+    /// `getpeername` per check would cost every connect its syscalls).
     fn connected_to(&self) -> Option<SocketAddr> {
+        if !self.foreign {
+            return None;
+        }
         self.socket.peer_addr().ok().and_then(|a| a.as_socket())
     }
 
+    /// Where the socket is bound: remembered by `bind`, asked of a foreign socket.
     fn bound_to(&self) -> Option<SocketAddr> {
+        if !self.foreign {
+            return self.bound;
+        }
         self.socket
             .local_addr()
             .ok()
@@ -222,6 +243,7 @@ impl SecureSocket {
                 e
             }
         })?;
+        self.bound = Some(addr);
         Ok(())
     }
 

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, NegotiationError};
 use crate::info::SecurityInfo;
+use crate::readahead::ReadAhead;
 use crate::session::{Clear, Link, Session};
 
 /// A secured TCP connection (or, where the settings allowed it, one in clear text: the
@@ -26,6 +27,8 @@ use crate::session::{Clear, Link, Session};
 pub struct SecureStream {
     socket: TcpStream,
     link: Link,
+    /// Large socket reads while data arrives in bulk (see `readahead`).
+    ahead: ReadAhead,
     peer_addr: SocketAddr,
     write_closed: bool,
 }
@@ -117,6 +120,7 @@ impl SecureStream {
         Ok(Self {
             socket,
             link: Link::Tls(session),
+            ahead: ReadAhead::default(),
             peer_addr,
             write_closed: false,
         })
@@ -133,6 +137,7 @@ impl SecureStream {
         Ok(Self {
             socket,
             link: Link::Clear(clear),
+            ahead: ReadAhead::default(),
             peer_addr,
             write_closed: false,
         })
@@ -266,7 +271,7 @@ impl Read for SecureStream {
                 }
                 Err(e) => return Err(e),
             }
-            session.conn.read_tls(&mut io)?;
+            session.conn.read_tls(&mut self.ahead.reader(&mut io))?;
             let processed = session.conn.process_new_packets();
             // Send what is queued: the alert on failure, or the answer to what the peer
             // asked for (KeyUpdate).

@@ -99,11 +99,11 @@ impl CryptoContext {
             .with_protocol_versions(versions)
             .map_err(|e| e.to_string())?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ServerIdentityVerifier {
-                validator: validator.clone(),
-                target: None,
-                optional_name: false,
-            }))
+            .with_custom_certificate_verifier(Arc::new(ServerIdentityVerifier::new(
+                validator.clone(),
+                None,
+                false,
+            )))
             .with_client_auth_cert(identity.chain.clone(), identity.private_key.clone_key())
             .map_err(|e| format!("identity {}: {e}", identity.certificate_file.display()))?;
         client.resumption = Resumption::disabled();
@@ -284,6 +284,11 @@ impl fmt::Debug for ConnectionTickets {
 }
 
 impl ConnectionTickets {
+    /// Whether the target's verifier already found `leaf` to prove the target name.
+    pub(crate) fn target_proves(&self, leaf: &[u8]) -> bool {
+        self.target.verifier.proves_target(leaf)
+    }
+
     /// The session id of the ticket this connection offered, if it offered one.
     pub(crate) fn offered_session(&self) -> Option<u128> {
         *self.offered.lock().unwrap_or_else(|p| p.into_inner())

@@ -47,6 +47,7 @@ use crate::listener::{Admission, Mode, Peeked};
 use crate::name::PeerTargetName;
 use crate::peers::{AddressPrefix, PeerNames};
 use crate::platform::Platform;
+use crate::readahead::ReadAhead;
 use crate::session::Session;
 use crate::session::{negotiation_io_error, Clear, Link};
 use crate::settings::SecuritySettings;
@@ -355,6 +356,8 @@ impl PendingStream {
 pub struct SecureStream {
     io: TcpStream,
     link: Link,
+    /// Large socket reads while data arrives in bulk (see `readahead`).
+    ahead: ReadAhead,
     peer_addr: SocketAddr,
     write_closed: bool,
 }
@@ -491,6 +494,7 @@ impl SecureStream {
         Ok(Self {
             io,
             link: Link::Tls(session),
+            ahead: ReadAhead::default(),
             peer_addr,
             write_closed: false,
         })
@@ -500,6 +504,7 @@ impl SecureStream {
         Self {
             io,
             link: Link::Clear(clear),
+            ahead: ReadAhead::default(),
             peer_addr,
             write_closed: false,
         }
@@ -584,7 +589,9 @@ impl AsyncRead for SecureStream {
                 io: &mut this.io,
                 cx,
             };
-            ready!(pending_on_would_block(session.conn.read_tls(&mut sync)))?;
+            ready!(pending_on_would_block(
+                session.conn.read_tls(&mut this.ahead.reader(&mut sync))
+            ))?;
             if let Err(e) = session.conn.process_new_packets() {
                 let _ = poll_flush_tls(session, &mut this.io, cx);
                 return Poll::Ready(Err(protocol_error(session, &e)));

@@ -423,6 +423,46 @@ pub(crate) struct ServerIdentityVerifier {
     pub validator: Arc<ChainValidator>,
     pub target: Option<PeerTargetName>,
     pub optional_name: bool,
+    /// Leaf certificates (exact DER) already found to prove `target`: a repeated handshake
+    /// to the same server, or a resumed session's check, need not parse them again.
+    proven: Mutex<std::collections::VecDeque<Vec<u8>>>,
+}
+
+/// Leaves remembered per target name (a server's certificate, a few renewals of it).
+const PROVEN_LEAVES: usize = 8;
+
+impl ServerIdentityVerifier {
+    pub(crate) fn new(
+        validator: Arc<ChainValidator>,
+        target: Option<PeerTargetName>,
+        optional_name: bool,
+    ) -> Self {
+        Self {
+            validator,
+            target,
+            optional_name,
+            proven: Mutex::default(),
+        }
+    }
+
+    /// Whether `leaf` was already found to prove the target name (always, without one).
+    pub(crate) fn proves_target(&self, leaf: &[u8]) -> bool {
+        self.target.is_none()
+            || self
+                .proven
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(|l| l == leaf)
+    }
+
+    fn remember(&self, leaf: &[u8]) {
+        let mut proven = self.proven.lock().unwrap_or_else(|p| p.into_inner());
+        if proven.len() >= PROVEN_LEAVES {
+            proven.pop_front();
+        }
+        proven.push_back(leaf.to_vec());
+    }
 }
 
 impl ServerCertVerifier for ServerIdentityVerifier {
@@ -436,10 +476,16 @@ impl ServerCertVerifier for ServerIdentityVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         self.validator
             .validate(end_entity, intermediates, now, Usage::ServerAuth)?;
-        if let Some(target) = &self.target {
+        if let Some(target) = self
+            .target
+            .as_ref()
+            .filter(|_| !self.proves_target(end_entity))
+        {
             let names = CertificateNames::from_der(end_entity)
                 .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-            if !target.is_proven_by(&names) && !self.optional_name {
+            if target.is_proven_by(&names) {
+                self.remember(end_entity);
+            } else if !self.optional_name {
                 let mismatch = NegotiationError::PeerNameMismatch {
                     expected: target.as_str().to_string(),
                     presented: names.presented(),
@@ -769,6 +815,50 @@ mod tests {
         ));
         assert!(verdict("via intermediate expiring at +50", 49, Usage::ServerAuth).is_ok());
         assert!(verdict("via intermediate expiring at +50", 51, Usage::ServerAuth).is_err());
+    }
+
+    #[test]
+    fn a_remembered_leaf_never_excuses_another_certificate() {
+        use ExtendedKeyUsagePurpose::ServerAuth;
+        let day = 86_400;
+        let root = ca("root", -day, day);
+        let right = leaf(&root, 1, vec![ServerAuth], -day, day); // host.example.test
+        let algorithms =
+            rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
+        let validator = Arc::new(ChainValidator::new(&[root.2.clone()], &[], algorithms).unwrap());
+        let target = PeerTargetName::parse("host.example.test").unwrap();
+        let verifier = ServerIdentityVerifier::new(validator.clone(), Some(target), false);
+        let name = ServerName::try_from("host.example.test").unwrap();
+        let now = at(0);
+        assert!(!verifier.proves_target(&right));
+        verifier
+            .verify_server_cert(&right, &[], &name, &[], now)
+            .unwrap();
+        assert!(verifier.proves_target(&right), "remembered after proving");
+        // A certificate for another name from the same CA is still refused, every time.
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["other.example.test".to_string()]).unwrap();
+        params.extended_key_usages = vec![ServerAuth];
+        let wrong = params
+            .signed_by(&key, &Issuer::from_params(&root.0, &root.1))
+            .unwrap()
+            .der()
+            .clone();
+        for _ in 0..2 {
+            let err = verifier
+                .verify_server_cert(&wrong, &[], &name, &[], now)
+                .unwrap_err();
+            assert!(
+                matches!(
+                    negotiation_error_from_tls(&err, Peer::Server),
+                    NegotiationError::PeerNameMismatch { .. }
+                ),
+                "{err}"
+            );
+            assert!(!verifier.proves_target(&wrong));
+        }
+        // Without a target there is nothing to prove.
+        assert!(ServerIdentityVerifier::new(validator, None, false).proves_target(&wrong));
     }
 
     #[test]

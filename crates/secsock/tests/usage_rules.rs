@@ -202,3 +202,23 @@ fn only_ip_stream_sockets_can_be_secured() {
     let err = SecureSocket::from_socket(udp, None).unwrap_err();
     assert!(err.to_string().contains("TCP stream sockets"), "{err}");
 }
+
+#[test]
+fn a_socket_bound_elsewhere_names_the_rule() {
+    let domain = TrustDomain::new("example.test");
+    let platform = domain.host("h", &[San::Dns("h.example.test")]).platform();
+    let raw = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    raw.bind(&loopback().into()).unwrap();
+    let mut socket = SecureSocket::from_socket(raw, Some(platform)).unwrap();
+    let err = socket.set_security(&SecuritySettings::new()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Usage(UsageError::AlreadyBound {
+                call: "set_security",
+                ..
+            })
+        ),
+        "{err}"
+    );
+}
