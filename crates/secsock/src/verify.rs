@@ -825,7 +825,8 @@ mod tests {
         let right = leaf(&root, 1, vec![ServerAuth], -day, day); // host.example.test
         let algorithms =
             rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
-        let validator = Arc::new(ChainValidator::new(&[root.2.clone()], &[], algorithms).unwrap());
+        let validator =
+            Arc::new(ChainValidator::new(std::slice::from_ref(&root.2), &[], algorithms).unwrap());
         let target = PeerTargetName::parse("host.example.test").unwrap();
         let verifier = ServerIdentityVerifier::new(validator.clone(), Some(target), false);
         let name = ServerName::try_from("host.example.test").unwrap();
