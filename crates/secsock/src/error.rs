@@ -186,6 +186,25 @@ pub enum NegotiationError {
         /// The names the listener allows from that address.
         allowed: Vec<String>,
     },
+    /// The user (application) identity was not proven. Deliberately the same for a wrong
+    /// password, an unknown user and an unacceptable user certificate: no oracle.
+    #[error("user authentication failed{}", reason_suffix(.reason))]
+    UserAuthenticationFailed {
+        /// What the side that saw it may say: on the client, the server's reason (always
+        /// generic); on the server, what went wrong, for its log.
+        reason: String,
+    },
+    /// The listener requires a user identity and the client offered none.
+    #[error("the server requires user authentication and the client offered none (give the client user credentials)")]
+    UserAuthenticationRequired,
+    /// The user-authentication exchange broke its protocol (malformed or unexpected message).
+    #[error("user authentication protocol error from the {peer}: {detail}")]
+    UserAuthenticationProtocol {
+        /// The side that broke it.
+        peer: Peer,
+        /// What was wrong.
+        detail: String,
+    },
     /// The socket was set to `SKIP_ENFORCEMENT`: secsock did not secure it.
     #[error("SKIP_ENFORCEMENT: secsock did not secure this connection; it is protected only if a system policy (IPsec, WireGuard, a secsock proxy) covers it, which secsock cannot see")]
     EnforcementSkipped,
@@ -281,6 +300,14 @@ fn refusal_hint(alert: &str) -> &'static str {
         "decrypt_error" => "our handshake signature did not verify",
         "unsupported_certificate" => "our certificate is not valid for this use (key usage)",
         _ => "it rejected our certificate, for example because it expected another name",
+    }
+}
+
+fn reason_suffix(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
     }
 }
 

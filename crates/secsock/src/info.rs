@@ -78,6 +78,12 @@ pub enum ProofMethod {
     /// The connection resumed an earlier session; the certificate chain stored with it
     /// was validated again, against the current anchors and target name.
     ResumedSession,
+    /// User name and password, with SCRAM-SHA-256-PLUS bound to this connection
+    /// (RFC 9266 `tls-exporter`).
+    Password,
+    /// A user certificate whose chain was validated against the policy's anchors and whose
+    /// key signed this connection's channel binding.
+    UserCertificate,
 }
 
 impl ProofMethod {
@@ -85,6 +91,8 @@ impl ProofMethod {
         match self {
             ProofMethod::Certificate => "certificate",
             ProofMethod::ResumedSession => "resumed session",
+            ProofMethod::Password => "password (SCRAM-SHA-256-PLUS, channel-bound)",
+            ProofMethod::UserCertificate => "user certificate (channel-bound signature)",
         }
     }
 }
@@ -94,13 +102,15 @@ impl ProofMethod {
 pub struct PeerIdentity {
     /// Every principal name the identity proves, in canonical form.
     pub names: Vec<PrincipalName>,
-    /// The certificate chain, leaf first, as the peer presented it (DER).
+    /// The certificate chain, leaf first, as the peer presented it (DER); empty for an
+    /// identity proven without a certificate (a password).
     pub chain: Vec<CertificateDer<'static>>,
-    /// Start of the leaf certificate's validity.
-    pub not_before: SystemTime,
-    /// End of the leaf certificate's validity.
-    pub not_after: SystemTime,
-    /// The leaf certificate's subject, as a distinguished name string.
+    /// Start of the leaf certificate's validity (none without a certificate).
+    pub not_before: Option<SystemTime>,
+    /// End of the leaf certificate's validity (none without a certificate).
+    pub not_after: Option<SystemTime>,
+    /// The leaf certificate's subject, as a distinguished name string (empty without a
+    /// certificate).
     pub subject: String,
     /// How it was proven.
     pub proven_by: ProofMethod,
@@ -149,7 +159,7 @@ pub struct SecurityInfo {
     pub flags: InfoFlags,
     /// The peer machine's proven identity.
     pub peer_machine: Option<PeerIdentity>,
-    /// The peer application's (user's) proven identity; none until user authentication exists.
+    /// The peer application's (user's) proven identity, when it proved one.
     pub peer_application: Option<PeerIdentity>,
     /// `TLSv1.3`.
     pub protocol_version: Option<String>,
@@ -193,8 +203,8 @@ impl Serialize for IdentityJson<'_> {
         let names: Vec<String> = id.names.iter().map(|n| n.to_string()).collect();
         map.serialize_entry("names", &names)?;
         map.serialize_entry("subject", &id.subject)?;
-        map.serialize_entry("not_before", &format_system_time(id.not_before))?;
-        map.serialize_entry("not_after", &format_system_time(id.not_after))?;
+        map.serialize_entry("not_before", &id.not_before.map(format_system_time))?;
+        map.serialize_entry("not_after", &id.not_after.map(format_system_time))?;
         map.serialize_entry("proven_by", id.proven_by.as_str())?;
         map.end()
     }
@@ -263,18 +273,25 @@ impl fmt::Display for SecurityInfo {
                     names.join(", "),
                     id.proven_by.as_str()
                 )?;
-                writeln!(
-                    f,
-                    "  valid:       {} .. {}",
-                    format_system_time(id.not_before),
-                    format_system_time(id.not_after)
-                )?;
+                if let (Some(from), Some(until)) = (id.not_before, id.not_after) {
+                    writeln!(
+                        f,
+                        "  valid:       {} .. {}",
+                        format_system_time(from),
+                        format_system_time(until)
+                    )?;
+                }
             }
             None => writeln!(f, "peer machine:  (none)")?,
         }
         if let Some(id) = &self.peer_application {
             let names: Vec<String> = id.names.iter().map(|n| n.to_string()).collect();
-            writeln!(f, "peer user:     {}", names.join(", "))?;
+            writeln!(
+                f,
+                "peer user:     {} (proven by {})",
+                names.join(", "),
+                id.proven_by.as_str()
+            )?;
         }
         let none = || "(none)".to_string();
         writeln!(

@@ -33,11 +33,12 @@
 //! - [`info`]: `SOCKET_SECURITY_QUERY_INFO` — what a connection got.
 //! - [`socket`], [`stream`], [`listener`]: the blocking front end.
 //! - `tokio` (feature `tokio`): the async front end, the same names.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod error;
 pub mod fallback;
+pub mod impersonate;
 pub mod info;
 pub mod listener;
 pub mod name;
@@ -45,14 +46,18 @@ pub mod peers;
 pub mod platform;
 pub mod policy;
 mod readahead;
+pub mod scram;
 mod session;
 pub mod settings;
 pub mod socket;
 pub mod stream;
+mod sys;
 mod ticketer;
 mod tls;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+mod userauth;
+pub mod users;
 pub mod verify;
 
 pub use error::{Error, NegotiationError, UsageError};

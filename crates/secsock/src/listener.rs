@@ -269,7 +269,13 @@ impl PendingStream {
             Mode::Tls => {}
         }
         let session = admission.session_for(self.peer_addr.ip())?;
-        SecureStream::handshake(self.socket, self.peer_addr, session, self.accepted)
+        let mut stream =
+            SecureStream::handshake(self.socket, self.peer_addr, session, self.accepted)?;
+        stream.authenticate_user(
+            None,
+            self.accepted + admission.secured.ctx.handshake_timeout,
+        )?;
+        Ok(stream)
     }
 
     /// Looks at the client's first bytes without consuming them, for at most

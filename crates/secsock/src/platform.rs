@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::policy::Policy;
 use crate::settings::{CryptoPolicyKey, SettingsError};
 use crate::tls::CryptoContext;
+use crate::users::UserDirectory;
 use crate::verify::ChainValidator;
 
 /// A loaded policy and the TLS state built from it.
@@ -46,6 +47,15 @@ impl Platform {
             ChainValidator::new(&policy.trust.anchors, &policy.trust.crls, algorithms)
                 .map_err(config_error)?,
         );
+        let mut fallback_secret = [0u8; 32];
+        let _ = rustls::crypto::aws_lc_rs::default_provider()
+            .secure_random
+            .fill(&mut fallback_secret);
+        let users = Arc::new(UserDirectory::new(
+            &policy.users,
+            &policy.accounts,
+            fallback_secret,
+        ));
         let mut contexts = Vec::with_capacity(policy.crypto.len());
         for crypto in &policy.crypto {
             let ctx = CryptoContext::new(
@@ -53,6 +63,7 @@ impl Platform {
                 &policy.identity,
                 validator.clone(),
                 policy.defaults.handshake_timeout,
+                users.clone(),
             )
             .map_err(|e| config_error(format!("[crypto.{}]: {e}", crypto.name)))?;
             contexts.push(Arc::new(ctx));

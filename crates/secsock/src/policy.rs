@@ -48,6 +48,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustls::crypto::aws_lc_rs::{self, cipher_suite, kx_group};
+
+use crate::impersonate::{validate_rule, AccountRule};
 use rustls::crypto::SupportedKxGroup;
 use rustls::SupportedCipherSuite;
 use rustls_pki_types::pem::{self, PemObject};
@@ -95,6 +97,37 @@ pub struct Policy {
     /// The trust domain's CA (`[authority]`), present only on the host that issues
     /// identities (`secsock init` writes it; `secsock issue` uses it). Not read at load.
     pub authority: Option<Authority>,
+    /// User authentication (`[users]`).
+    pub users: Users,
+    /// Principal patterns mapped to local accounts, for impersonation (`[[accounts]]`), in
+    /// file order; the first match wins.
+    pub accounts: Vec<AccountRule>,
+}
+
+/// Whether a listener requires clients to prove a user (application) identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UserAuthentication {
+    /// No user authentication: the listener does not offer it (plain TLS clients see no
+    /// difference). The default without a `[users]` section.
+    #[default]
+    Off,
+    /// Clients may prove a user; those that do not are served with their machine
+    /// identity only. The default when `[users]` exists.
+    Optional,
+    /// Every client must prove a user, or the connection fails before any application byte.
+    Required,
+}
+
+/// The `[users]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Users {
+    /// Whether clients must prove a user. Without a `[users]` section: off.
+    pub authentication: UserAuthentication,
+    /// The file of SCRAM-SHA-256 verifiers (`secsock user add` writes it); read at each
+    /// authentication, so added users need no restart.
+    pub file: Option<PathBuf>,
+    /// The domain of user names given without one (`secsock user add alice`).
+    pub domain: Option<String>,
 }
 
 /// Where the trust domain's CA certificate and key are (`[authority]`). The files are
@@ -698,6 +731,23 @@ struct RawPolicy {
     defaults: Option<RawDefaults>,
     crypto: Option<BTreeMap<Spanned<String>, Spanned<RawCrypto>>>,
     authority: Option<RawAuthority>,
+    users: Option<RawUsers>,
+    accounts: Option<Vec<Spanned<RawAccount>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUsers {
+    file: Option<Spanned<String>>,
+    authentication: Option<Spanned<String>>,
+    domain: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    principal: Spanned<String>,
+    user: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -875,7 +925,6 @@ impl Ctx<'_> {
             let message = e.message().trim_end().to_owned();
             self.error(e.span(), None, PolicyErrorKind::Syntax(message))
         })?;
-        refuse_later_features(self, doc.get_ref())?;
         toml::from_str(self.text).map_err(|e| self.serde_error(doc.get_ref(), &e))
     }
 
@@ -926,6 +975,11 @@ impl Ctx<'_> {
                 None
             }
         };
+        let users = self
+            .users(raw.users)
+            .map_err(|e| errors.push(e))
+            .unwrap_or_default();
+        let accounts = self.accounts(raw.accounts.unwrap_or_default(), &mut errors);
         let authority = match raw.authority {
             None => Some(None),
             Some(raw) => {
@@ -955,11 +1009,67 @@ impl Ctx<'_> {
                     defaults,
                     crypto,
                     authority,
+                    users,
+                    accounts,
                 };
                 (Some(policy), errors)
             }
             _ => (None, errors),
         }
+    }
+
+    /// `[users]`: whether clients must prove a user, and where the verifiers are.
+    fn users(&self, raw: Option<RawUsers>) -> Result<Users, PolicyError> {
+        let Some(raw) = raw else {
+            return Ok(Users::default());
+        };
+        let authentication = match &raw.authentication {
+            None => UserAuthentication::Optional,
+            Some(value) => match value.get_ref().as_str() {
+                "off" => UserAuthentication::Off,
+                "optional" => UserAuthentication::Optional,
+                "required" => UserAuthentication::Required,
+                other => {
+                    return Err(self.invalid(
+                        value.span(),
+                        "users.authentication",
+                        format!("`{other}` is not one of: off, optional, required"),
+                    ))
+                }
+            },
+        };
+        let file = match &raw.file {
+            Some(file) => Some(self.resolve_path(file, "users.file")?),
+            None => None,
+        };
+        let domain = raw.domain.map(|d| d.into_inner()).filter(|d| !d.is_empty());
+        Ok(Users {
+            authentication,
+            file,
+            domain,
+        })
+    }
+
+    /// `[[accounts]]`, each rule checked; problems are added to `errors`.
+    fn accounts(
+        &self,
+        raw: Vec<Spanned<RawAccount>>,
+        errors: &mut Vec<PolicyError>,
+    ) -> Vec<AccountRule> {
+        let mut rules = Vec::with_capacity(raw.len());
+        for entry in raw {
+            let span = entry.span();
+            let entry = entry.into_inner();
+            let rule = AccountRule {
+                principal: entry.principal.into_inner(),
+                user: entry.user.into_inner(),
+            };
+            match validate_rule(&rule) {
+                Ok(()) => rules.push(rule),
+                Err(why) => errors.push(self.invalid(span, "accounts", why)),
+            }
+        }
+        rules
     }
 
     /// Every `[crypto.NAME]` section; each section is checked even if another is wrong.
@@ -1444,25 +1554,6 @@ pub fn read_private_key_pem(
     };
     let text = String::from_utf8(bytes).map_err(|_| bad_pem("the file is not text"))?;
     Ok((key, text))
-}
-
-/// Refuses the sections of a later feature (impersonation) rather than ignoring them:
-/// a policy that maps peers to accounts must not silently run without that mapping.
-fn refuse_later_features(ctx: &Ctx<'_>, doc: &DeTable<'_>) -> Result<(), PolicyError> {
-    for (key, _) in doc.iter() {
-        let message = match key.get_ref().as_ref() {
-            "accounts" => {
-                "impersonation mappings ([[accounts]]) are not supported by this version of secsock"
-            }
-            "users" => {
-                "user password verifiers ([users]) are not supported by this version of secsock"
-            }
-            _ => continue,
-        };
-        let kind = PolicyErrorKind::Unsupported(message.to_owned());
-        return Err(ctx.error(Some(key.span()), Some(key.get_ref().to_string()), kind));
-    }
-    Ok(())
 }
 
 /// Finds the deepest key path whose key or value span contains `offset`.
@@ -1999,7 +2090,7 @@ session_lifetime = "7d"
         );
         assert_eq!(
             shown(&dir, &e),
-            "policy.toml:8: unknown key `trst` at the top level (expected one of: identity, trust, defaults, crypto, authority)"
+            "policy.toml:8: unknown key `trst` at the top level (expected one of: identity, trust, defaults, crypto, authority, users, accounts)"
         );
 
         let text = format!("{IDENTITY_AND_TRUST}\n[crypto.fast]\nrekey_after = {{ bytes = \"1GiB\", tim = \"1h\" }}\n");
@@ -2368,23 +2459,33 @@ session_lifetime = "7d"
     }
 
     #[test]
-    fn impersonation_sections_are_refused() {
+    fn users_and_accounts_are_read_and_checked() {
         let dir = trust_domain();
-        let text = format!("{IDENTITY_AND_TRUST}\n[[accounts]]\nprincipal = \"user:*@EXAMPLE.TEST\"\nuser = \"{{name}}\"\n");
-        let e = load_err(&dir, &text);
-        assert!(matches!(e.kind, PolicyErrorKind::Unsupported(_)));
+        let text = format!(
+            "{IDENTITY_AND_TRUST}\n[users]\nfile = \"users.toml\"\nauthentication = \"required\"\ndomain = \"EXAMPLE.TEST\"\n\n\
+             [[accounts]]\nprincipal = \"user:*@EXAMPLE.TEST\"\nuser = \"{{name}}\"\n\n\
+             [[accounts]]\nprincipal = \"host/db.example.test\"\nuser = \"dbhost\"\n"
+        );
+        let policy = Policy::from_toml(&text, &dir.path().join("policy.toml")).unwrap();
+        assert_eq!(policy.users.authentication, UserAuthentication::Required);
+        assert_eq!(policy.users.file, Some(dir.path().join("users.toml")));
+        assert_eq!(policy.users.domain.as_deref(), Some("EXAMPLE.TEST"));
         assert_eq!(
-            shown(&dir, &e),
-            "policy.toml:8: impersonation mappings ([[accounts]]) are not supported by this version of secsock"
+            policy.accounts,
+            [AccountRule::new("user:*@EXAMPLE.TEST", "{name}"), AccountRule::new("host/db.example.test", "dbhost")]
         );
-        let e = load_err(
-            &dir,
-            &format!("{IDENTITY_AND_TRUST}\n[users]\nfile = \"users.toml\"\n"),
-        );
-        assert_eq!(
-            shown(&dir, &e),
-            "policy.toml:8: user password verifiers ([users]) are not supported by this version of secsock"
-        );
+        // Without [users], user authentication is off; [users] alone makes it optional.
+        let plain = Policy::from_toml(IDENTITY_AND_TRUST, &dir.path().join("policy.toml")).unwrap();
+        assert_eq!(plain.users.authentication, UserAuthentication::Off);
+        let users_only = format!("{IDENTITY_AND_TRUST}\n[users]\nfile = \"users.toml\"\n");
+        let p = Policy::from_toml(&users_only, &dir.path().join("policy.toml")).unwrap();
+        assert_eq!(p.users.authentication, UserAuthentication::Optional);
+
+        let e = load_err(&dir, &format!("{IDENTITY_AND_TRUST}\n[users]\nauthentication = \"sometimes\"\n"));
+        assert_eq!(shown(&dir, &e), "policy.toml:9: users.authentication: `sometimes` is not one of: off, optional, required");
+        let e = load_err(&dir, &format!("{IDENTITY_AND_TRUST}\n[[accounts]]\nprincipal = \"user:alice@X\"\nuser = \"{{name}}\"\n"));
+        assert!(shown(&dir, &e).starts_with("policy.toml:8: accounts: "), "{}", shown(&dir, &e));
+        assert!(shown(&dir, &e).contains("{name}"), "{}", shown(&dir, &e));
     }
 
     #[test]

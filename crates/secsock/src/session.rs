@@ -112,6 +112,8 @@ struct Established {
     session_id: u128,
     /// Boxed: rare, and every connection would carry its size.
     negotiation_error: Option<Box<NegotiationError>>,
+    /// The user (application) identity the peer proved after the handshake.
+    application: Option<Box<PeerIdentity>>,
 }
 
 /// When to send a TLS KeyUpdate (the crypto policy's `rekey_after`).
@@ -264,6 +266,51 @@ impl Session {
         negotiation_io_error(e, self.peer, self.handshake_timeout())
     }
 
+    /// Whether the user-authentication step was negotiated (ALPN).
+    pub(crate) fn user_auth_negotiated(&self) -> bool {
+        self.conn.alpn_protocol() == Some(crate::userauth::ALPN)
+    }
+
+    /// This connection's RFC 9266 `tls-exporter` channel binding (32 bytes).
+    pub(crate) fn channel_binding(&self) -> Result<[u8; 32], NegotiationError> {
+        self.conn
+            .export_keying_material([0u8; 32], crate::userauth::EXPORTER_LABEL, Some(b""))
+            .map_err(|e| NegotiationError::Protocol {
+                peer: self.peer,
+                detail: format!("no channel binding: {e}"),
+            })
+    }
+
+    /// The platform state this connection was made with.
+    pub(crate) fn context(&self) -> Arc<CryptoContext> {
+        self.ctx.clone()
+    }
+
+    /// Records the user identity the peer proved.
+    pub(crate) fn set_application(&mut self, identity: Option<PeerIdentity>) {
+        if let Some(established) = &mut self.established {
+            established.application = identity.map(Box::new);
+        }
+    }
+
+    /// The local account to act as the peer: its application identity's names if it
+    /// proved one, else its machine identity's, mapped through the policy's
+    /// `[[accounts]]`.
+    pub(crate) fn impersonation_account(
+        &self,
+    ) -> Result<crate::impersonate::LocalAccount, crate::impersonate::ImpersonationError> {
+        let info = self.info();
+        let names: Vec<String> = match info
+            .peer_application
+            .as_ref()
+            .or(info.peer_machine.as_ref())
+        {
+            Some(identity) => identity.names.iter().map(|n| n.to_string()).collect(),
+            None => Vec::new(),
+        };
+        crate::impersonate::account_for_peer(&self.ctx.users.accounts, &names)
+    }
+
     /// The reason a failed handshake gives the caller.
     pub(crate) fn failure(&self, error: &rustls::Error) -> NegotiationError {
         negotiation_error_from_tls(error, self.peer)
@@ -335,6 +382,7 @@ impl Session {
             resumed,
             session_id,
             negotiation_error: negotiation_error.map(Box::new),
+            application: None,
         });
         Ok(())
     }
@@ -354,10 +402,16 @@ impl Session {
             .conn
             .peer_certificates()
             .and_then(|chain| identity(chain, proven_by));
+        let peer_application = established.application.as_deref().cloned();
+        let flags = if peer_application.is_some() {
+            InfoFlags::SECURED | InfoFlags::ENCRYPTED | InfoFlags::IMPERSONATED
+        } else {
+            InfoFlags::SECURED | InfoFlags::ENCRYPTED
+        };
         SecurityInfo {
-            flags: InfoFlags::SECURED | InfoFlags::ENCRYPTED,
+            flags,
             peer_machine,
-            peer_application: None,
+            peer_application,
             protocol_version: self.conn.protocol_version().map(|v| match v {
                 rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
                 other => format!("{other:?}"),
@@ -443,8 +497,8 @@ fn identity(chain: &[CertificateDer<'static>], proven_by: ProofMethod) -> Option
     Some(PeerIdentity {
         names: CertificateNames::from_x509(&cert).proven(),
         chain: chain.to_vec(),
-        not_before: system_time(validity.not_before.timestamp()),
-        not_after: system_time(validity.not_after.timestamp()),
+        not_before: Some(system_time(validity.not_before.timestamp())),
+        not_after: Some(system_time(validity.not_after.timestamp())),
         subject: cert.subject().to_string(),
         proven_by,
     })

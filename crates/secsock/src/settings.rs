@@ -217,6 +217,92 @@ pub struct SecuritySettings {
     pub options: OptionFlags,
     /// A crypto policy other than the policy's default (Windows' main/quick-mode policy keys).
     pub crypto_policy: Option<CryptoPolicyKey>,
+    /// The application (user) identity to prove after the handshake, instead of none
+    /// (the `UserName`/`DomainName`/`Password` of `SOCKET_SECURITY_SETTINGS_IPSEC`).
+    pub user: Option<UserCredentials>,
+}
+
+/// An application (user) identity a client proves inside the TLS channel, bound to it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum UserCredentials {
+    /// User name, domain and password, proven with SCRAM-SHA-256-PLUS: the password
+    /// never leaves the process.
+    Password {
+        /// The user name, e.g. `alice`.
+        user: String,
+        /// The user's domain (realm), e.g. `EXAMPLE.TEST`.
+        domain: String,
+        /// The password.
+        password: Secret,
+    },
+    /// A user certificate chain (leaf first) and its key: the leaf's email or UPN SAN
+    /// names the user; the key signs this connection's channel binding.
+    Certificate {
+        /// The chain, leaf first (DER).
+        chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+        /// The leaf's private key.
+        key: Secret,
+    },
+}
+
+impl UserCredentials {
+    /// The principal these credentials claim, when the credentials say (passwords do;
+    /// a certificate says it in its SANs).
+    pub fn claimed_principal(&self) -> Option<String> {
+        match self {
+            UserCredentials::Password { user, domain, .. } => Some(format!("user:{user}@{domain}")),
+            UserCredentials::Certificate { .. } => None,
+        }
+    }
+}
+
+impl fmt::Debug for UserCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UserCredentials::Password { user, domain, .. } => f
+                .debug_struct("Password")
+                .field("user", user)
+                .field("domain", domain)
+                .finish_non_exhaustive(),
+            UserCredentials::Certificate { chain, .. } => f
+                .debug_struct("Certificate")
+                .field("chain", &chain.len())
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// Secret bytes (a password, a private key's DER): never printed, overwritten when dropped
+/// (best effort: copies made elsewhere, e.g. by the allocator on growth, are not).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// Wraps `bytes`.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Self(bytes.into())
+    }
+
+    /// The bytes.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        // Overwrite before the allocator reuses the memory; black_box keeps the compiler
+        // from dropping writes to memory that is about to be freed.
+        for b in self.0.iter_mut() {
+            *b = std::hint::black_box(0);
+        }
+    }
 }
 
 impl SecuritySettings {
@@ -249,6 +335,31 @@ impl SecuritySettings {
         self
     }
 
+    /// The same settings, proving the user `user` of `domain` with `password` after the
+    /// handshake (SCRAM-SHA-256-PLUS, bound to the connection).
+    pub fn user_credentials(mut self, user: &str, domain: &str, password: &str) -> Self {
+        self.user = Some(UserCredentials::Password {
+            user: user.to_string(),
+            domain: domain.to_string(),
+            password: Secret::new(password.as_bytes()),
+        });
+        self
+    }
+
+    /// The same settings, proving the user named by a user certificate (email or UPN SAN)
+    /// by signing the connection's channel binding with its key.
+    pub fn user_certificate(
+        mut self,
+        chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+        key: rustls_pki_types::PrivateKeyDer<'static>,
+    ) -> Self {
+        self.user = Some(UserCredentials::Certificate {
+            chain,
+            key: Secret::new(key.secret_der()),
+        });
+        self
+    }
+
     /// Checks the settings on their own, without a policy: conflicting flags and flags
     /// this version cannot honour.
     pub fn validate(&self) -> Result<(), SettingsError> {
@@ -271,6 +382,26 @@ impl SecuritySettings {
                 why:
                     "a socket that does no handshake cannot guarantee that its traffic is encrypted",
             });
+        }
+        match &self.user {
+            Some(UserCredentials::Password { user, domain, .. })
+                if user.is_empty() || domain.is_empty() =>
+            {
+                return Err(SettingsError::InvalidUserCredentials(
+                    "the user name and the domain must not be empty".into(),
+                ))
+            }
+            Some(UserCredentials::Password { user, .. }) if user.contains('@') => {
+                return Err(SettingsError::InvalidUserCredentials(format!(
+                    "the user name `{user}` contains `@`: give the domain separately"
+                )))
+            }
+            Some(UserCredentials::Certificate { chain, .. }) if chain.is_empty() => {
+                return Err(SettingsError::InvalidUserCredentials(
+                    "the user certificate chain is empty".into(),
+                ))
+            }
+            _ => {}
         }
         if let Some(CryptoPolicyKey::Name(name)) = &self.crypto_policy {
             if name.trim().is_empty() {
@@ -344,6 +475,9 @@ pub enum SettingsError {
     /// `CryptoPolicyKey::Name("")`.
     #[error("security settings: the crypto policy name is empty")]
     EmptyCryptoPolicyName,
+    /// User credentials that cannot be used.
+    #[error("security settings: user credentials: {0}")]
+    InvalidUserCredentials(String),
 }
 
 #[cfg(test)]

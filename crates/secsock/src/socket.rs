@@ -317,6 +317,7 @@ impl SecureSocket {
             plan,
             bound_ip,
             allow_insecure: settings.allows_insecure(),
+            user: settings.user.clone(),
             ctx: secured.ctx,
         })
     }
@@ -337,7 +338,11 @@ impl SecureSocket {
             Plan::Tls(session) => session,
         };
         match drive_handshake(&tcp, &mut session, started) {
-            Ok(()) => SecureStream::established(tcp, addr, session),
+            Ok(()) => {
+                let mut stream = SecureStream::established(tcp, addr, session)?;
+                stream.authenticate_user(connecting.user.as_ref(), started + timeout)?;
+                Ok(stream)
+            }
             Err(Error::Negotiation(e))
                 if connecting.allow_insecure
                     && fallback::client_may_fall_back(&e, session.first_peer_byte()) =>
@@ -363,6 +368,8 @@ pub(crate) struct Connecting {
     /// The local address the caller bound, reused (with a new port) for a fallback.
     pub bound_ip: Option<std::net::IpAddr>,
     pub allow_insecure: bool,
+    /// The user identity to prove after the handshake.
+    pub user: Option<crate::settings::UserCredentials>,
     pub ctx: Arc<CryptoContext>,
 }
 

@@ -17,10 +17,16 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
+use crate::error::Peer;
 use crate::error::{Error, NegotiationError};
+use crate::impersonate::{ImpersonationError, ImpersonationGuard};
 use crate::info::SecurityInfo;
+use crate::policy::UserAuthentication;
 use crate::readahead::ReadAhead;
 use crate::session::{Clear, Link, Session};
+use crate::settings::UserCredentials;
+use crate::tls::CryptoContext;
+use crate::userauth::{self, ClientExchange, Frame, ServerExchange, Step};
 
 /// A secured TCP connection (or, where the settings allowed it, one in clear text: the
 /// query says which).
@@ -143,11 +149,112 @@ impl SecureStream {
         })
     }
 
+    /// Runs the user-authentication step when it was negotiated (see `userauth`), before
+    /// the application sees the stream, within `deadline`. The client proves
+    /// `credentials` (none: it says so); the server checks them against its policy.
+    pub(crate) fn authenticate_user(
+        &mut self,
+        credentials: Option<&UserCredentials>,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        let Link::Tls(session) = &self.link else {
+            return Ok(());
+        };
+        let peer = session.peer();
+        let ctx = session.context();
+        let server = peer == Peer::Client;
+        if !session.user_auth_negotiated() {
+            if server && ctx.users.authentication == UserAuthentication::Required {
+                let _ = self.shutdown(Shutdown::Both);
+                return Err(NegotiationError::UserAuthenticationRequired.into());
+            }
+            return Ok(());
+        }
+        let binding = session.channel_binding()?;
+        let timeout = ctx.handshake_timeout;
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or(NegotiationError::Timeout { after: timeout })?;
+        self.socket.set_read_timeout(Some(left))?;
+        self.socket.set_write_timeout(Some(left))?;
+        let outcome = if server {
+            self.serve_user_exchange(&ctx, &binding)
+        } else {
+            self.run_user_exchange(credentials, &ctx, &binding)
+        };
+        self.socket.set_read_timeout(None)?;
+        self.socket.set_write_timeout(None)?;
+        outcome.map_err(|e| match e {
+            Error::Io(e) => userauth::exchange_io_error(e, peer, timeout).into(),
+            other => other,
+        })
+    }
+
+    fn send_frame(&mut self, frame: &Frame) -> Result<(), Error> {
+        self.write_all(&frame.encode())?;
+        self.flush()?;
+        Ok(())
+    }
+
+    fn run_user_exchange(
+        &mut self,
+        credentials: Option<&UserCredentials>,
+        ctx: &CryptoContext,
+        binding: &[u8],
+    ) -> Result<(), Error> {
+        let (mut exchange, hello) = ClientExchange::start(credentials, binding, &ctx.provider)?;
+        self.send_frame(&hello)?;
+        loop {
+            let frame = userauth::read_frame(self, Peer::Server)?;
+            match exchange.on_frame(frame)? {
+                Step::Send(frame) => self.send_frame(&frame)?,
+                Step::Done(..) => return Ok(()),
+            }
+        }
+    }
+
+    fn serve_user_exchange(&mut self, ctx: &CryptoContext, binding: &[u8]) -> Result<(), Error> {
+        let mut exchange = ServerExchange::new(&ctx.users, &ctx.validator, binding, &ctx.provider);
+        loop {
+            let frame = userauth::read_frame(self, Peer::Client)?;
+            match exchange.on_frame(frame) {
+                Ok(Step::Send(frame)) => self.send_frame(&frame)?,
+                Ok(Step::Done(last, identity)) => {
+                    if let Some(frame) = last {
+                        self.send_frame(&frame)?;
+                    }
+                    if let Link::Tls(session) = &mut self.link {
+                        session.set_application(identity);
+                    }
+                    return Ok(());
+                }
+                Err((reason, frame)) => {
+                    // Tell the client (generically), end the connection cleanly, and
+                    // keep the detail for the server's caller.
+                    let _ = self.send_frame(&frame);
+                    let _ = self.shutdown(Shutdown::Write);
+                    return Err(reason.into());
+                }
+            }
+        }
+    }
+
     /// What protects this connection and who the peer proved to be
     /// (`WSAQuerySocketSecurity`). A connection in clear text says so: no flags, and the
     /// reason in `negotiation_error`.
     pub fn query_security(&self) -> SecurityInfo {
         self.link.info()
+    }
+
+    /// Acts as the peer (`WSAImpersonateSocketPeer`): switches the calling thread's
+    /// file-system identity (fsuid, fsgid, supplementary groups) to the local account the
+    /// policy's `[[accounts]]` map the peer to — its user identity if it proved one, else
+    /// its machine identity. The returned guard is `!Send`; dropping it (also during a
+    /// panic) reverts. Fails, changing nothing, when there is no mapping, no such account,
+    /// the process lacks CAP_SETUID/CAP_SETGID, or the connection is in clear text.
+    pub fn impersonate_peer(&self) -> Result<ImpersonationGuard, ImpersonationError> {
+        impersonate(&self.link)
     }
 
     /// How many TLS KeyUpdates this side has started because of the crypto policy's
@@ -228,6 +335,14 @@ impl SecureStream {
             }
         }
         Ok(())
+    }
+}
+
+/// The account of a connection's peer, and the switch to it (shared with the async front end).
+pub(crate) fn impersonate(link: &Link) -> Result<ImpersonationGuard, ImpersonationError> {
+    match link {
+        Link::Tls(session) => ImpersonationGuard::begin(&session.impersonation_account()?),
+        Link::Clear(_) => Err(ImpersonationError::NoIdentity),
     }
 }
 

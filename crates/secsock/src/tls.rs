@@ -38,6 +38,8 @@ const TARGETS_REMEMBERED: usize = 1024;
 /// The rustls configurations for one crypto policy.
 pub(crate) struct CryptoContext {
     pub policy: CryptoPolicy,
+    /// User authentication and account mapping (the policy's `[users]`, `[[accounts]]`).
+    pub users: Arc<crate::users::UserDirectory>,
     /// The policy's `[defaults] handshake_timeout`.
     pub handshake_timeout: Duration,
     pub provider: Arc<CryptoProvider>,
@@ -71,6 +73,7 @@ impl CryptoContext {
         identity: &Identity,
         validator: Arc<ChainValidator>,
         handshake_timeout: Duration,
+        users: Arc<crate::users::UserDirectory>,
     ) -> Result<Self, String> {
         let provider = Arc::new(provider_for(policy));
         let versions: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
@@ -86,6 +89,7 @@ impl CryptoContext {
             .map_err(|e| format!("identity {}: {e}", identity.certificate_file.display()))?;
         // The policy, not the client, decides which of the allowed suites and groups win.
         server.ignore_client_order = true;
+        server.alpn_protocols = server_alpn(&users);
         // Stateless tickets: resumption costs the server no memory per session.
         server.session_storage = Arc::new(NoServerSessionStorage {});
         if policy.session_lifetime.is_zero() {
@@ -107,8 +111,12 @@ impl CryptoContext {
             .with_client_auth_cert(identity.chain.clone(), identity.private_key.clone_key())
             .map_err(|e| format!("identity {}: {e}", identity.certificate_file.display()))?;
         client.resumption = Resumption::disabled();
+        // Offered always: a server that requires user authentication can then say so
+        // (a server with it off configures no ALPN and ignores the offer).
+        client.alpn_protocols = vec![crate::userauth::ALPN.to_vec()];
 
         Ok(Self {
+            users,
             policy: policy.clone(),
             handshake_timeout,
             provider,
@@ -164,6 +172,7 @@ impl CryptoContext {
             }))
             .with_cert_resolver(self.server.cert_resolver.clone());
         server.ignore_client_order = true;
+        server.alpn_protocols = server_alpn(&self.users);
         server.session_storage = Arc::new(NoServerSessionStorage {});
         server.send_tls13_tickets = 0;
         Ok(Arc::new(server))
@@ -181,6 +190,14 @@ impl CryptoContext {
         // the identifier less unique, never weakens the connection.
         let _ = self.provider.secure_random.fill(&mut bytes);
         u128::from_be_bytes(bytes)
+    }
+}
+
+/// The ALPN a listener selects: the user-authentication step, unless it is off.
+fn server_alpn(users: &crate::users::UserDirectory) -> Vec<Vec<u8>> {
+    match users.authentication {
+        crate::policy::UserAuthentication::Off => Vec::new(),
+        _ => vec![crate::userauth::ALPN.to_vec()],
     }
 }
 

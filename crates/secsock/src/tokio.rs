@@ -42,17 +42,22 @@ use ::tokio::task::JoinSet;
 use crate::error::Peer;
 use crate::error::{Error, NegotiationError};
 use crate::fallback::{self, CLEAR_TEXT_WAIT};
+use crate::impersonate::{ImpersonationError, ImpersonationGuard};
 use crate::info::SecurityInfo;
 use crate::listener::{Admission, Mode, Peeked};
 use crate::name::PeerTargetName;
 use crate::peers::{AddressPrefix, PeerNames};
 use crate::platform::Platform;
+use crate::policy::UserAuthentication;
 use crate::readahead::ReadAhead;
 use crate::session::Session;
 use crate::session::{negotiation_io_error, Clear, Link};
 use crate::settings::SecuritySettings;
+use crate::settings::UserCredentials;
 use crate::socket::{connect_timed_out, fallback_socket, Plan};
 use crate::stream::{protocol_error, truncation_error};
+use crate::tls::CryptoContext;
+use crate::userauth::{self, ClientExchange, Frame, ServerExchange, Step};
 use socket2::{Domain, Socket};
 
 /// An unconnected TCP socket on which security can be turned on (async).
@@ -147,7 +152,13 @@ impl SecureSocket {
             Plan::Tls(session) => session,
         };
         match drive_handshake(&mut io, &mut session, started).await {
-            Ok(()) => SecureStream::established(io, addr, session),
+            Ok(()) => {
+                let mut stream = SecureStream::established(io, addr, session)?;
+                stream
+                    .authenticate_user(connecting.user.as_ref(), started + timeout)
+                    .await?;
+                Ok(stream)
+            }
             Err(Error::Negotiation(e))
                 if connecting.allow_insecure
                     && fallback::client_may_fall_back(&e, session.first_peer_byte()) =>
@@ -315,7 +326,14 @@ impl PendingStream {
         }
         let mut session = admission.session_for(self.peer_addr.ip())?;
         drive_handshake(&mut self.io, &mut session, self.accepted).await?;
-        SecureStream::established(self.io, self.peer_addr, session)
+        let mut stream = SecureStream::established(self.io, self.peer_addr, session)?;
+        stream
+            .authenticate_user(
+                None,
+                self.accepted + admission.secured.ctx.handshake_timeout,
+            )
+            .await?;
+        Ok(stream)
     }
 
     /// Looks at the client's first bytes without consuming them, for at most
@@ -508,6 +526,105 @@ impl SecureStream {
             peer_addr,
             write_closed: false,
         }
+    }
+
+    /// Runs the user-authentication step when it was negotiated (see
+    /// [`crate::SecureStream`]'s blocking counterpart), within `deadline`.
+    async fn authenticate_user(
+        &mut self,
+        credentials: Option<&UserCredentials>,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        let Link::Tls(session) = &self.link else {
+            return Ok(());
+        };
+        let peer = session.peer();
+        let ctx = session.context();
+        let server = peer == Peer::Client;
+        if !session.user_auth_negotiated() {
+            if server && ctx.users.authentication == UserAuthentication::Required {
+                let _ = ::tokio::io::AsyncWriteExt::shutdown(self).await;
+                return Err(NegotiationError::UserAuthenticationRequired.into());
+            }
+            return Ok(());
+        }
+        let binding = session.channel_binding()?;
+        let timeout = ctx.handshake_timeout;
+        let exchange = async {
+            if server {
+                self.serve_user_exchange(&ctx, &binding).await
+            } else {
+                self.run_user_exchange(credentials, &ctx, &binding).await
+            }
+        };
+        match ::tokio::time::timeout_at(::tokio::time::Instant::from_std(deadline), exchange).await
+        {
+            Err(_) => Err(NegotiationError::Timeout { after: timeout }.into()),
+            Ok(outcome) => outcome.map_err(|e| match e {
+                Error::Io(e) => userauth::exchange_io_error(e, peer, timeout).into(),
+                other => other,
+            }),
+        }
+    }
+
+    async fn send_frame(&mut self, frame: &Frame) -> Result<(), Error> {
+        use ::tokio::io::AsyncWriteExt;
+        self.write_all(&frame.encode()).await?;
+        self.flush().await?;
+        Ok(())
+    }
+
+    async fn run_user_exchange(
+        &mut self,
+        credentials: Option<&UserCredentials>,
+        ctx: &CryptoContext,
+        binding: &[u8],
+    ) -> Result<(), Error> {
+        let (mut exchange, hello) = ClientExchange::start(credentials, binding, &ctx.provider)?;
+        self.send_frame(&hello).await?;
+        loop {
+            let frame = userauth::read_frame_async(self, Peer::Server).await?;
+            match exchange.on_frame(frame)? {
+                Step::Send(frame) => self.send_frame(&frame).await?,
+                Step::Done(..) => return Ok(()),
+            }
+        }
+    }
+
+    async fn serve_user_exchange(
+        &mut self,
+        ctx: &CryptoContext,
+        binding: &[u8],
+    ) -> Result<(), Error> {
+        let mut exchange = ServerExchange::new(&ctx.users, &ctx.validator, binding, &ctx.provider);
+        loop {
+            let frame = userauth::read_frame_async(self, Peer::Client).await?;
+            match exchange.on_frame(frame) {
+                Ok(Step::Send(frame)) => self.send_frame(&frame).await?,
+                Ok(Step::Done(last, identity)) => {
+                    if let Some(frame) = last {
+                        self.send_frame(&frame).await?;
+                    }
+                    if let Link::Tls(session) = &mut self.link {
+                        session.set_application(identity);
+                    }
+                    return Ok(());
+                }
+                Err((reason, frame)) => {
+                    let _ = self.send_frame(&frame).await;
+                    let _ = ::tokio::io::AsyncWriteExt::shutdown(self).await;
+                    return Err(reason.into());
+                }
+            }
+        }
+    }
+
+    /// Acts as the peer on the calling thread; see
+    /// [`crate::SecureStream::impersonate_peer`]. The guard is `!Send`: keep the work
+    /// that must run as the peer on one thread (e.g. inside `spawn_blocking`), never
+    /// across an `.await` that may move the task to another thread.
+    pub fn impersonate_peer(&self) -> Result<ImpersonationGuard, ImpersonationError> {
+        crate::stream::impersonate(&self.link)
     }
 
     /// What protects this connection and who the peer proved to be. A connection in clear

@@ -43,7 +43,8 @@ fn both_sides_prove_their_identity_and_query_reports_it() {
     let id = info.peer_machine.as_ref().unwrap();
     assert_eq!(id.proven_by, ProofMethod::Certificate);
     assert!(
-        id.not_before < std::time::SystemTime::now() && std::time::SystemTime::now() < id.not_after
+        id.not_before.unwrap() < std::time::SystemTime::now()
+            && std::time::SystemTime::now() < id.not_after.unwrap()
     );
     assert_eq!(id.chain.len(), 1);
     assert_eq!(info.protocol_version.as_deref(), Some("TLSv1.3"));

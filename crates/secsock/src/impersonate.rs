@@ -1,0 +1,1117 @@
+//! Impersonation: the calling thread acts as the peer (`WSAImpersonateSocketPeer`,
+//! `WSARevertImpersonation`; SPEC §8).
+//!
+//! On Windows a server impersonates the peer's token, and the OS then checks every file
+//! access against the peer, not the server. secsock does the same on Linux in two steps:
+//!
+//! 1. **Mapping.** The peer's principal (its application identity, else its machine
+//!    identity, e.g. `user:alice@EXAMPLE.TEST` or `host/db.example.test`) is mapped through
+//!    the policy's `[[accounts]]` rules ([`AccountRule`], [`map_principal`]) to the name of
+//!    a local account, which the name service turns into ids ([`LocalAccount::lookup`]).
+//! 2. **Switching.** [`ImpersonationGuard::begin`] gives the *calling thread only* the
+//!    account's file-system uid, file-system gid and supplementary groups. The kernel
+//!    checks file access against exactly these three, so opening, creating and listing
+//!    files now happens as the peer. Dropping the guard (or [`ImpersonationGuard::revert`],
+//!    or [`revert_impersonation`]) restores the identity the thread had before.
+//!
+//! ```no_run
+//! use secsock::impersonate::{account_for_peer, AccountRule, ImpersonationGuard};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let rules = [AccountRule::new("user:*@EXAMPLE.TEST", "{name}")];
+//! let account = account_for_peer(&rules, &["user:alice@EXAMPLE.TEST"])?;
+//! {
+//!     let _as_alice = ImpersonationGuard::begin(&account)?;
+//!     // Files opened here are checked against alice's uid, gid and groups.
+//!     let _ = std::fs::read("/home/alice/notes.txt");
+//! } // back to the server's own identity
+//! # Ok(()) }
+//! ```
+//!
+//! # Decisions
+//!
+//! - **Only the file-system identity changes.** The effective, real and saved ids stay the
+//!   server's: `setfsuid`/`setfsgid` exist for exactly this (NFS servers acting for a
+//!   client), they cannot be used to give up the server's own privileges by mistake, and
+//!   the thread can always switch back. Signals, `ptrace`, process limits and the ids
+//!   reported by `getuid`/`geteuid` are still the server's.
+//! - **Raw per-thread syscalls.** glibc's `setgroups` changes every thread of the
+//!   process; the crate's `sys` module calls the kernel directly (see there).
+//! - **Capabilities are checked first.** `setfsuid` reports no errors, and a half-done
+//!   switch is worse than none, so [`ImpersonationGuard::begin`] first asks the kernel
+//!   (`capget`) whether the thread has `CAP_SETUID` and `CAP_SETGID` in its effective set,
+//!   and fails with [`ImpersonationError::NotPermitted`] before changing anything. The
+//!   switch itself then goes groups, fsgid, fsuid, reading each id back; a failure midway
+//!   (for example a uid not mapped in a user namespace) undoes the steps already taken.
+//! - **Root is never impersonated.** A file-system uid of 0 gives the thread back every
+//!   file-system capability, so "impersonating" root is no impersonation at all, and with a
+//!   `{name}` template a peer that proved `user:root@REALM` would otherwise become root.
+//!   An account with uid 0 fails with [`ImpersonationError::PrivilegedAccount`].
+//! - **Accounts come from NSS** (`getpwnam_r`, `getgrouplist`), not from parsing
+//!   `/etc/passwd`: the accounts a server maps Kerberos or certificate principals to
+//!   usually live in LDAP, SSSD or systemd-homed, and reading files would silently miss
+//!   them or their groups.
+//! - **Nesting is a per-thread stack.** Each guard saves the identity it replaced. Dropping
+//!   a guard restores what it saved and also ends every guard begun after it (they then do
+//!   nothing when dropped), so guards may be dropped in any order without leaving the
+//!   thread in between. [`revert_impersonation`] ends them all.
+//! - **A failed revert aborts the process.** If the thread cannot get its own identity
+//!   back (only possible if the application dropped `CAP_SETGID` meanwhile), it must not
+//!   run on as someone else; as Microsoft advises for a failed `RevertToSelf`, the process
+//!   is ended.
+//!
+//! # Limits the caller must know
+//!
+//! - **Threads spawned while impersonating start as the peer.** The kernel copies the
+//!   creating thread's credentials into a new thread, but not this module's bookkeeping:
+//!   such a thread runs as the peer until it exits and cannot revert. Do not start threads
+//!   (or thread pools that start them lazily, such as `tokio::task::spawn_blocking`) while
+//!   impersonating. (Windows differs: a new thread gets the process token.)
+//! - A `setuid`/`seteuid` by any thread of the process (glibc broadcasts it) resets every
+//!   thread's file-system uid to the new effective uid, ending impersonation silently.
+//! - Changing the file-system uid between 0 and non-zero makes the kernel drop and later
+//!   re-raise the file-system capabilities (`CAP_DAC_OVERRIDE`, `CAP_CHOWN`, `CAP_FOWNER`,
+//!   ...) in the effective set: that is what makes the checks apply to a root server. After
+//!   the revert they are raised from the permitted set, even if the thread had lowered
+//!   them from its effective set before.
+//!
+//! What it is not for: proving who the peer is (the handshake and the user-authentication
+//! step do that) or reading the policy file (the policy module builds the [`AccountRule`]s
+//! and checks them with [`validate_rule`]).
+
+use std::cell::RefCell;
+use std::ffi::CString;
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+
+use crate::sys;
+
+/// A local account: what impersonation switches the thread to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAccount {
+    /// The account's name, as the name service spells it.
+    pub name: String,
+    /// Its user id: the thread's file-system uid while impersonating.
+    pub uid: u32,
+    /// Its primary group id: the thread's file-system gid while impersonating.
+    pub gid: u32,
+    /// Every group it belongs to, the primary group included: the thread's supplementary
+    /// groups while impersonating.
+    pub groups: Vec<u32>,
+}
+
+impl LocalAccount {
+    /// Looks the account up through the name service (NSS: `/etc/passwd` and
+    /// `/etc/group`, LDAP, SSSD, systemd, whatever `/etc/nsswitch.conf` names), with its
+    /// supplementary groups and its primary group among them.
+    ///
+    /// Fails with [`ImpersonationError::NoSuchAccount`] when there is no such account.
+    pub fn lookup(name: &str) -> Result<LocalAccount, ImpersonationError> {
+        let no_such_account = || ImpersonationError::NoSuchAccount {
+            account: name.to_owned(),
+        };
+        if name.is_empty() {
+            return Err(no_such_account());
+        }
+        let c_name = CString::new(name).map_err(|_| no_such_account())?;
+        let entry = sys::lookup_user(&c_name)?.ok_or_else(no_such_account)?;
+        let listed = sys::group_list(&entry.name, entry.gid)?;
+        // Primary group first, then the others once each, in the order NSS gave them.
+        let mut groups = vec![entry.gid];
+        for gid in listed {
+            if !groups.contains(&gid) {
+                groups.push(gid);
+            }
+        }
+        Ok(LocalAccount {
+            name: entry.name.into_string().unwrap_or_else(|_| name.to_owned()),
+            uid: entry.uid,
+            gid: entry.gid,
+            groups,
+        })
+    }
+}
+
+/// One `[[accounts]]` rule of the policy: a principal pattern and the local account it
+/// maps to.
+///
+/// ```toml
+/// [[accounts]]
+/// principal = "user:*@EXAMPLE.TEST"   # `*` matches one name component
+/// user = "{name}"                      # what the first `*` matched
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRule {
+    /// The pattern: a principal's canonical text in which each `*` matches one name
+    /// component (one or more characters, none of them `@`, `/`, `.` or `:`). At most four
+    /// `*`. The part after the first `@` (realm or domain) matches ASCII-case-insensitively,
+    /// the rest exactly.
+    pub principal: String,
+    /// The local account: a name, or a template in which `{name}` stands for what the
+    /// first `*` of the pattern matched.
+    pub user: String,
+}
+
+impl AccountRule {
+    /// A rule mapping principals matching `principal` to the account `user`.
+    pub fn new(principal: impl Into<String>, user: impl Into<String>) -> AccountRule {
+        AccountRule {
+            principal: principal.into(),
+            user: user.into(),
+        }
+    }
+}
+
+/// The most `*` a pattern may have: keeps matching cheap and patterns readable.
+const MAX_WILDCARDS: usize = 4;
+
+/// The only placeholder a rule's `user` may use.
+const NAME_PLACEHOLDER: &str = "{name}";
+
+/// Checks one rule, for the policy loader: the reason it is wrong, as a sentence about
+/// the rule.
+pub fn validate_rule(rule: &AccountRule) -> Result<(), String> {
+    let pattern = &rule.principal;
+    let user = &rule.user;
+    if pattern.is_empty() {
+        return Err("`principal` is empty; give a principal such as `user:*@EXAMPLE.TEST`".into());
+    }
+    if pattern.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "`principal` = `{pattern}` contains a space or a control character, which no principal has"
+        ));
+    }
+    let wildcards = pattern.matches('*').count();
+    if wildcards > MAX_WILDCARDS {
+        return Err(format!(
+            "`principal` = `{pattern}` has {wildcards} `*`; at most {MAX_WILDCARDS} are allowed"
+        ));
+    }
+    if pattern.contains("**") {
+        return Err(format!(
+            "`principal` = `{pattern}` has `**`; a `*` matches one whole name component, so \
+             two in a row cannot be told apart"
+        ));
+    }
+    if user.is_empty() {
+        return Err(format!(
+            "`user` is empty; name the local account `{pattern}` maps to, or use `{NAME_PLACEHOLDER}`"
+        ));
+    }
+    // Placeholders: only `{name}`, braces balanced.
+    let mut rest = user.as_str();
+    let mut uses_name = false;
+    while let Some(open) = rest.find(['{', '}']) {
+        if rest[open..].starts_with('}') {
+            return Err(format!(
+                "`user` = `{user}` has a `}}` without a `{{`; the only placeholder is `{NAME_PLACEHOLDER}`"
+            ));
+        }
+        let Some(close) = rest[open..].find('}') else {
+            return Err(format!(
+                "`user` = `{user}` has a `{{` without a `}}`; the only placeholder is `{NAME_PLACEHOLDER}`"
+            ));
+        };
+        let placeholder = &rest[open..open + close + 1];
+        if placeholder != NAME_PLACEHOLDER {
+            return Err(format!(
+                "`user` = `{user}` has the unknown placeholder `{placeholder}`; the only placeholder is `{NAME_PLACEHOLDER}`"
+            ));
+        }
+        uses_name = true;
+        rest = &rest[open + close + 1..];
+    }
+    if uses_name && wildcards == 0 {
+        return Err(format!(
+            "`user` = `{user}` uses `{NAME_PLACEHOLDER}`, but `principal` = `{pattern}` has no `*` to take the name from"
+        ));
+    }
+    if user
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == ':')
+    {
+        return Err(format!(
+            "`user` = `{user}` contains a space, a control character, `/` or `:`, which no local account name has"
+        ));
+    }
+    Ok(())
+}
+
+/// Maps a principal (its canonical text, e.g. `user:alice@EXAMPLE.TEST` or
+/// `host/db.example.test`) through `rules` to a local account name; the first rule that
+/// matches wins. Rules that [`validate_rule`] refuses never match.
+///
+/// ```
+/// use secsock::impersonate::{map_principal, AccountRule};
+///
+/// let rules = [
+///     AccountRule::new("user:admin@EXAMPLE.TEST", "ops"),
+///     AccountRule::new("user:*@EXAMPLE.TEST", "{name}"),
+///     AccountRule::new("host/*.example.test", "svc-{name}"),
+/// ];
+/// assert_eq!(map_principal(&rules, "user:admin@EXAMPLE.TEST").as_deref(), Some("ops"));
+/// assert_eq!(map_principal(&rules, "user:alice@example.test").as_deref(), Some("alice"));
+/// assert_eq!(map_principal(&rules, "host/db.example.test").as_deref(), Some("svc-db"));
+/// assert_eq!(map_principal(&rules, "user:alice@OTHER.TEST"), None);
+/// ```
+pub fn map_principal(rules: &[AccountRule], principal: &str) -> Option<String> {
+    rules.iter().find_map(|rule| map_with_rule(rule, principal))
+}
+
+/// The account the peer maps to: the first rule (in policy order) that matches any of
+/// the peer's proven principals decides, and its account is looked up.
+///
+/// `principals` are the names of the identity to impersonate — the peer's application
+/// identity if it proved one, else its machine identity — in canonical text. No names is
+/// [`ImpersonationError::NoIdentity`]; no matching rule is
+/// [`ImpersonationError::NoMapping`]; a rule naming an account this machine does not have
+/// is [`ImpersonationError::NoSuchAccount`] (later rules are not tried: the first match
+/// decides, as in [`map_principal`]).
+pub fn account_for_peer<S: AsRef<str>>(
+    rules: &[AccountRule],
+    principals: &[S],
+) -> Result<LocalAccount, ImpersonationError> {
+    if principals.is_empty() {
+        return Err(ImpersonationError::NoIdentity);
+    }
+    let mapped = rules.iter().find_map(|rule| {
+        principals
+            .iter()
+            .find_map(|principal| map_with_rule(rule, principal.as_ref()))
+    });
+    match mapped {
+        Some(account) => LocalAccount::lookup(&account),
+        None => Err(ImpersonationError::NoMapping {
+            principal: principals
+                .iter()
+                .map(|p| p.as_ref())
+                .collect::<Vec<_>>()
+                .join("`, `"),
+        }),
+    }
+}
+
+/// The account one rule maps `principal` to, if the rule is valid and matches.
+fn map_with_rule(rule: &AccountRule, principal: &str) -> Option<String> {
+    if validate_rule(rule).is_err() {
+        return None;
+    }
+    let captured = match_pattern(&rule.principal, principal)?;
+    match captured {
+        Some(name) => Some(rule.user.replace(NAME_PLACEHOLDER, &name)),
+        // validate_rule guarantees no `{name}` without a `*`.
+        None => Some(rule.user.clone()),
+    }
+}
+
+/// Whether `c` may be part of what one `*` matches.
+fn in_component(c: char) -> bool {
+    !matches!(c, '@' | '/' | '.' | ':')
+}
+
+/// One literal character of a pattern, and whether it compares ASCII-case-insensitively
+/// (it lies after the pattern's first `@`).
+#[derive(Clone, Copy)]
+struct Literal {
+    c: char,
+    ignore_case: bool,
+}
+
+impl Literal {
+    fn matches(self, c: char) -> bool {
+        if self.ignore_case {
+            self.c.eq_ignore_ascii_case(&c)
+        } else {
+            self.c == c
+        }
+    }
+}
+
+/// A pattern split at its `*`: `literals[0] * literals[1] * ... * literals[n]`.
+struct Pattern {
+    literals: Vec<Vec<Literal>>,
+}
+
+impl Pattern {
+    fn parse(pattern: &str) -> Pattern {
+        let mut literals = vec![Vec::new()];
+        let mut after_at = false;
+        for c in pattern.chars() {
+            if c == '*' {
+                literals.push(Vec::new());
+                continue;
+            }
+            // Stars never match `@`, so the pattern's first `@` always lines up with the
+            // principal's first `@`: what follows it is the realm or domain on both sides.
+            let ignore_case = after_at;
+            if c == '@' {
+                after_at = true;
+            }
+            if let Some(last) = literals.last_mut() {
+                last.push(Literal { c, ignore_case });
+            }
+        }
+        Pattern { literals }
+    }
+
+    fn wildcards(&self) -> usize {
+        self.literals.len() - 1
+    }
+}
+
+/// Matches `text` against `pattern`: `None` when it does not match, else what the first
+/// `*` matched (`Some(None)` for a pattern without `*`). When the first `*` could match
+/// more than one way, it takes the shortest match that lets the rest match.
+fn match_pattern(pattern: &str, text: &str) -> Option<Option<String>> {
+    let pattern = Pattern::parse(pattern);
+    if pattern.wildcards() > MAX_WILDCARDS {
+        return None;
+    }
+    let text: Vec<char> = text.chars().collect();
+    let mut matcher = Matcher {
+        pattern: &pattern,
+        text: &text,
+        memo: vec![None; pattern.wildcards() * (text.len() + 1)],
+    };
+    let first = &pattern.literals[0];
+    let start = matcher.literal_at(first, 0)?;
+    if pattern.wildcards() == 0 {
+        return (start == text.len()).then_some(None);
+    }
+    // Try the first star's matches shortest first, so that the capture is well defined.
+    for end in start + 1..=text.len() {
+        if !in_component(text[end - 1]) {
+            break;
+        }
+        if matcher.after_star(0, end) {
+            return Some(Some(text[start..end].iter().collect()));
+        }
+    }
+    None
+}
+
+/// Matching state: memoized on (star, position), so a pattern costs at most
+/// `stars × text length × component length` steps, whatever the input.
+struct Matcher<'a> {
+    pattern: &'a Pattern,
+    text: &'a [char],
+    memo: Vec<Option<bool>>,
+}
+
+impl Matcher<'_> {
+    /// Where the literal run ends if it matches `text` at `at`.
+    fn literal_at(&self, literal: &[Literal], at: usize) -> Option<usize> {
+        let end = at + literal.len();
+        let slice = self.text.get(at..end)?;
+        literal
+            .iter()
+            .zip(slice)
+            .all(|(l, &c)| l.matches(c))
+            .then_some(end)
+    }
+
+    /// Whether the rest of the pattern matches when star `star` ended at `at`.
+    fn after_star(&mut self, star: usize, at: usize) -> bool {
+        let key = star * (self.text.len() + 1) + at;
+        if let Some(known) = self.memo[key] {
+            return known;
+        }
+        let pattern = self.pattern;
+        let result = match self.literal_at(&pattern.literals[star + 1], at) {
+            None => false,
+            Some(next) if star + 1 == pattern.wildcards() => next == self.text.len(),
+            Some(next) => {
+                let mut found = false;
+                for end in next + 1..=self.text.len() {
+                    if !in_component(self.text[end - 1]) {
+                        break;
+                    }
+                    if self.after_star(star + 1, end) {
+                        found = true;
+                        break;
+                    }
+                }
+                found
+            }
+        };
+        self.memo[key] = Some(result);
+        result
+    }
+}
+
+/// A thread's file-system identity: what the kernel checks file access against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FsIdentity {
+    fsuid: u32,
+    fsgid: u32,
+    groups: Vec<u32>,
+}
+
+impl FsIdentity {
+    fn of_this_thread() -> io::Result<FsIdentity> {
+        Ok(FsIdentity {
+            fsuid: sys::thread_fsuid(),
+            fsgid: sys::thread_fsgid(),
+            groups: sys::thread_groups()?,
+        })
+    }
+}
+
+/// One begun impersonation: the guard it belongs to and the identity it replaced.
+struct Saved {
+    guard: u64,
+    before: FsIdentity,
+}
+
+/// The calling thread's impersonations, innermost last.
+struct ThreadImpersonation {
+    stack: Vec<Saved>,
+    /// Numbers guards, so that a guard whose entry is gone (ended by an outer guard or by
+    /// `revert_impersonation`) knows it has nothing left to do.
+    next_guard: u64,
+}
+
+thread_local! {
+    static THREAD: RefCell<ThreadImpersonation> = const {
+        RefCell::new(ThreadImpersonation { stack: Vec::new(), next_guard: 0 })
+    };
+}
+
+/// While alive, the calling thread's file-system identity (fsuid, fsgid, supplementary
+/// groups) is the account's; dropping it restores exactly the identity the thread had
+/// before, also when the thread unwinds from a panic.
+///
+/// It is `!Send` and `!Sync`: the identity belongs to the thread that began it.
+///
+/// ```compile_fail,E0277
+/// fn send<T: Send>(_: T) {}
+/// let account = secsock::impersonate::LocalAccount::lookup("nobody").unwrap();
+/// send(secsock::impersonate::ImpersonationGuard::begin(&account).unwrap());
+/// ```
+///
+/// Guards nest: each restores what it replaced. Dropping an outer guard before an inner
+/// one ends both (the inner one then does nothing when dropped), and so does
+/// [`revert_impersonation`] for all of them.
+#[must_use = "the impersonation ends when the guard is dropped"]
+pub struct ImpersonationGuard {
+    account: LocalAccount,
+    id: u64,
+    /// `*const ()` makes the guard `!Send` and `!Sync`.
+    _this_thread_only: PhantomData<*const ()>,
+}
+
+impl fmt::Debug for ImpersonationGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImpersonationGuard")
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ImpersonationGuard {
+    /// Switches the calling thread's file-system identity to `account`.
+    ///
+    /// Checks first that the thread may (`CAP_SETUID` and `CAP_SETGID` in its effective
+    /// set) and that `account` is not root; if not, fails with nothing changed. Then sets
+    /// the supplementary groups, the fsgid and the fsuid, in that order, undoing the
+    /// earlier steps if a later one fails.
+    pub fn begin(account: &LocalAccount) -> Result<ImpersonationGuard, ImpersonationError> {
+        if account.uid == 0 {
+            return Err(ImpersonationError::PrivilegedAccount {
+                account: account.name.clone(),
+            });
+        }
+        check_capabilities()?;
+        let before = FsIdentity::of_this_thread()?;
+        let target = FsIdentity {
+            fsuid: account.uid,
+            fsgid: account.gid,
+            groups: account.groups.clone(),
+        };
+        switch_to(&target, &before)?;
+        let id = THREAD.with(|thread| {
+            let mut thread = thread.borrow_mut();
+            thread.next_guard += 1;
+            let id = thread.next_guard;
+            thread.stack.push(Saved { guard: id, before });
+            id
+        });
+        Ok(ImpersonationGuard {
+            account: account.clone(),
+            id,
+            _this_thread_only: PhantomData,
+        })
+    }
+
+    /// The account the thread is acting as.
+    pub fn account(&self) -> &LocalAccount {
+        &self.account
+    }
+
+    /// Ends the impersonation now (the same as dropping the guard).
+    pub fn revert(self) {
+        drop(self);
+    }
+}
+
+impl Drop for ImpersonationGuard {
+    fn drop(&mut self) {
+        // `try_with`: during thread exit the bookkeeping may already be gone, and so are
+        // the thread's credentials a moment later; there is nothing to restore.
+        let before = THREAD
+            .try_with(|thread| {
+                let mut thread = thread.borrow_mut();
+                let position = thread.stack.iter().position(|s| s.guard == self.id)?;
+                // This guard's entry, and those of guards begun after it, which it ends.
+                let ended = thread.stack.split_off(position);
+                ended.into_iter().next().map(|s| s.before)
+            })
+            .ok()
+            .flatten();
+        if let Some(before) = before {
+            restore(&before);
+        }
+    }
+}
+
+/// `WSARevertImpersonation`: ends the calling thread's impersonation, however deeply
+/// nested, restoring the identity it had before its first guard. Does nothing when the
+/// thread is not impersonating. Guards still alive afterwards do nothing when dropped.
+pub fn revert_impersonation() {
+    let before = THREAD
+        .try_with(|thread| {
+            let mut thread = thread.borrow_mut();
+            let ended = std::mem::take(&mut thread.stack);
+            ended.into_iter().next().map(|s| s.before)
+        })
+        .ok()
+        .flatten();
+    if let Some(before) = before {
+        restore(&before);
+    }
+}
+
+/// Whether the calling thread is impersonating (has a guard that has not ended).
+pub fn is_impersonating() -> bool {
+    THREAD
+        .try_with(|thread| !thread.borrow().stack.is_empty())
+        .unwrap_or(false)
+}
+
+/// Fails unless the calling thread has `CAP_SETUID` and `CAP_SETGID` in its effective set.
+fn check_capabilities() -> Result<(), ImpersonationError> {
+    let effective = sys::thread_effective_capabilities()?;
+    let has = |cap: u32| effective & (1u64 << cap) != 0;
+    let missing = match (has(sys::CAP_SETUID), has(sys::CAP_SETGID)) {
+        (true, true) => return Ok(()),
+        (false, true) => "CAP_SETUID",
+        (true, false) => "CAP_SETGID",
+        (false, false) => "CAP_SETUID and CAP_SETGID",
+    };
+    Err(ImpersonationError::NotPermitted { missing })
+}
+
+/// Sets groups, fsgid, fsuid; on a failure, puts back what was already changed.
+fn switch_to(target: &FsIdentity, before: &FsIdentity) -> io::Result<()> {
+    sys::set_thread_groups(&target.groups)?;
+    if let Err(e) = sys::set_thread_fsgid(target.fsgid) {
+        restore(before);
+        return Err(e);
+    }
+    if let Err(e) = sys::set_thread_fsuid(target.fsuid) {
+        restore(before);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Puts the thread's identity back, in the reverse order of `switch_to`. A thread that
+/// cannot get its own identity back must not run on as someone else: the process ends.
+fn restore(before: &FsIdentity) {
+    let result = sys::set_thread_fsuid(before.fsuid)
+        .and_then(|()| sys::set_thread_fsgid(before.fsgid))
+        .and_then(|()| sys::set_thread_groups(&before.groups));
+    if let Err(e) = result {
+        let message = format!(
+            "secsock: cannot restore this thread's identity after impersonation \
+             (fsuid {}, fsgid {}, groups {:?}): {e}; ending the process rather than running on \
+             as the impersonated account",
+            before.fsuid, before.fsgid, before.groups
+        );
+        tracing::error!("{message}");
+        eprintln!("{message}");
+        std::process::abort();
+    }
+}
+
+/// Why impersonating the peer failed. Nothing about the thread changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImpersonationError {
+    /// No `[[accounts]]` rule matches the peer's principal.
+    #[error("no [[accounts]] rule maps `{principal}` to a local account; add one to the policy")]
+    NoMapping {
+        /// The principal (or principals, separated by "`, `") that found no rule.
+        principal: String,
+    },
+    /// The account a rule maps the peer to does not exist on this machine.
+    #[error(
+        "there is no local account `{account}` (the name service does not know it); \
+         create it, or change the [[accounts]] rule that names it"
+    )]
+    NoSuchAccount {
+        /// The account name.
+        account: String,
+    },
+    /// The calling thread lacks a capability impersonation needs.
+    #[error(
+        "impersonation needs CAP_SETUID and CAP_SETGID in the calling thread's effective \
+         capabilities, and it lacks {missing}; run the server as root or grant them \
+         (for example AmbientCapabilities=CAP_SETUID CAP_SETGID in its systemd unit)"
+    )]
+    NotPermitted {
+        /// `"CAP_SETUID"`, `"CAP_SETGID"` or `"CAP_SETUID and CAP_SETGID"`.
+        missing: &'static str,
+    },
+    /// The mapping leads to root (uid 0), which secsock never impersonates.
+    #[error(
+        "refusing to impersonate `{account}`: it has uid 0, and a thread acting as root has \
+         every file-system privilege back; map the peer to an unprivileged account"
+    )]
+    PrivilegedAccount {
+        /// The account name.
+        account: String,
+    },
+    /// The peer proved no principal, so there is nobody to impersonate.
+    #[error(
+        "the peer proved no identity (neither an application nor a machine principal), \
+         so there is nobody to impersonate"
+    )]
+    NoIdentity,
+    /// Looking the account up or switching the thread failed.
+    #[error("impersonation failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(principal: &str, user: &str) -> AccountRule {
+        AccountRule::new(principal, user)
+    }
+
+    #[test]
+    fn impersonate_map_principal_table() {
+        // (pattern, user, principal, expected account)
+        let cases: &[(&str, &str, &str, Option<&str>)] = &[
+            // The policy example.
+            (
+                "user:*@EXAMPLE.TEST",
+                "{name}",
+                "user:alice@EXAMPLE.TEST",
+                Some("alice"),
+            ),
+            // The realm is ASCII-case-insensitive, on both sides.
+            (
+                "user:*@EXAMPLE.TEST",
+                "{name}",
+                "user:alice@example.test",
+                Some("alice"),
+            ),
+            (
+                "user:*@example.test",
+                "{name}",
+                "user:alice@Example.Test",
+                Some("alice"),
+            ),
+            // The rest is case-sensitive: the name is captured as the peer spelled it ...
+            (
+                "user:*@EXAMPLE.TEST",
+                "{name}",
+                "user:Alice@EXAMPLE.TEST",
+                Some("Alice"),
+            ),
+            // ... and literal text must match exactly.
+            (
+                "user:alice@EXAMPLE.TEST",
+                "a",
+                "user:Alice@EXAMPLE.TEST",
+                None,
+            ),
+            (
+                "user:*@EXAMPLE.TEST",
+                "{name}",
+                "USER:alice@EXAMPLE.TEST",
+                None,
+            ),
+            // A different realm does not match.
+            (
+                "user:*@EXAMPLE.TEST",
+                "{name}",
+                "user:alice@OTHER.TEST",
+                None,
+            ),
+            (
+                "user:*@EXAMPLE.TEST",
+                "{name}",
+                "user:alice@EXAMPLE.TEST.EVIL",
+                None,
+            ),
+            // `*` is one component: no `.`, `@`, `/` or `:` inside, at least one character.
+            (
+                "user:*@EXAMPLE.TEST",
+                "{name}",
+                "user:alice.smith@EXAMPLE.TEST",
+                None,
+            ),
+            ("user:*@EXAMPLE.TEST", "{name}", "user:@EXAMPLE.TEST", None),
+            (
+                "host/*.example.test",
+                "svc-{name}",
+                "host/db.example.test",
+                Some("svc-db"),
+            ),
+            (
+                "host/*.example.test",
+                "svc-{name}",
+                "host/a.db.example.test",
+                None,
+            ),
+            (
+                "host/*.example.test",
+                "svc-{name}",
+                "host/db.example.test:443",
+                None,
+            ),
+            (
+                "host/*.example.test",
+                "svc-{name}",
+                "host/db.example.test@REALM",
+                None,
+            ),
+            // Several stars: `{name}` is the first.
+            (
+                "*/*.example.test",
+                "{name}",
+                "http/web.example.test",
+                Some("http"),
+            ),
+            (
+                "*/*.*.test",
+                "{name}-x",
+                "ldap/dc.corp.test",
+                Some("ldap-x"),
+            ),
+            // Stars inside a component, with a literal that could also be matched by `*`.
+            (
+                "user:*-admin@EXAMPLE.TEST",
+                "{name}",
+                "user:bob-admin@EXAMPLE.TEST",
+                Some("bob"),
+            ),
+            (
+                "user:*-admin@EXAMPLE.TEST",
+                "{name}",
+                "user:bob-x-admin@EXAMPLE.TEST",
+                Some("bob-x"),
+            ),
+            (
+                "user:*-admin@EXAMPLE.TEST",
+                "{name}",
+                "user:-admin@EXAMPLE.TEST",
+                None,
+            ),
+            // Ambiguous: the first star takes the shortest match that works.
+            (
+                "user:*-*@EXAMPLE.TEST",
+                "{name}",
+                "user:a-b-c@EXAMPLE.TEST",
+                Some("a"),
+            ),
+            // A star in the realm is case-insensitive around it, and can be `{name}`.
+            (
+                "user:alice@*.TEST",
+                "{name}",
+                "user:alice@corp.test",
+                Some("corp"),
+            ),
+            // No star: a fixed account, matched whole.
+            (
+                "host/db.example.test",
+                "postgres",
+                "host/db.example.test",
+                Some("postgres"),
+            ),
+            (
+                "host/db.example.test",
+                "postgres",
+                "host/db.example.test.evil",
+                None,
+            ),
+            (
+                "host/db.example.test",
+                "postgres",
+                "host/db.example.tes",
+                None,
+            ),
+            // SPIFFE IDs.
+            (
+                "spiffe://example.test/ns/*/sa/*",
+                "{name}",
+                "spiffe://example.test/ns/prod/sa/web",
+                Some("prod"),
+            ),
+            // `{name}` used twice.
+            (
+                "user:*@EXAMPLE.TEST",
+                "{name}_{name}",
+                "user:bo@EXAMPLE.TEST",
+                Some("bo_bo"),
+            ),
+            // Non-ASCII is compared exactly.
+            (
+                "user:*@EXAMPLE.TEST",
+                "{name}",
+                "user:jürgen@EXAMPLE.TEST",
+                Some("jürgen"),
+            ),
+            (
+                "user:jürgen@EXAMPLE.TEST",
+                "j",
+                "user:JÜRGEN@EXAMPLE.TEST",
+                None,
+            ),
+            // Invalid rules never match.
+            ("user:*@*.*.*.*.TEST", "{name}", "user:a@b.c.d.e.TEST", None),
+            (
+                "user:**@EXAMPLE.TEST",
+                "{name}",
+                "user:ab@EXAMPLE.TEST",
+                None,
+            ),
+            (
+                "user:alice@EXAMPLE.TEST",
+                "{name}",
+                "user:alice@EXAMPLE.TEST",
+                None,
+            ),
+            ("user:*@EXAMPLE.TEST", "", "user:alice@EXAMPLE.TEST", None),
+        ];
+        for &(pattern, user, principal, expected) in cases {
+            assert_eq!(
+                map_principal(&[rule(pattern, user)], principal).as_deref(),
+                expected,
+                "pattern `{pattern}` user `{user}` principal `{principal}`"
+            );
+        }
+    }
+
+    #[test]
+    fn impersonate_map_principal_first_match_wins() {
+        let rules = [
+            rule("user:admin@EXAMPLE.TEST", "ops"),
+            rule("user:*@EXAMPLE.TEST", "{name}"),
+            rule("user:alice@EXAMPLE.TEST", "never"),
+        ];
+        assert_eq!(
+            map_principal(&rules, "user:admin@EXAMPLE.TEST").as_deref(),
+            Some("ops")
+        );
+        assert_eq!(
+            map_principal(&rules, "user:alice@EXAMPLE.TEST").as_deref(),
+            Some("alice")
+        );
+        assert_eq!(map_principal(&[], "user:alice@EXAMPLE.TEST"), None);
+        // An invalid rule is skipped, not an end to the search.
+        let rules = [
+            rule("user:**@EXAMPLE.TEST", "x"),
+            rule("user:*@EXAMPLE.TEST", "{name}"),
+        ];
+        assert_eq!(
+            map_principal(&rules, "user:bob@EXAMPLE.TEST").as_deref(),
+            Some("bob")
+        );
+    }
+
+    #[test]
+    fn impersonate_matching_long_inputs_stays_cheap() {
+        // Four stars that each could stop at many places; memoization keeps this fast.
+        let pattern = "user:*a*a*a*b@EXAMPLE.TEST";
+        let principal = format!("user:{}@EXAMPLE.TEST", "a".repeat(1000));
+        let started = std::time::Instant::now();
+        assert_eq!(map_principal(&[rule(pattern, "{name}")], &principal), None);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        let principal = format!("user:{}b@EXAMPLE.TEST", "a".repeat(1000));
+        assert_eq!(
+            map_principal(&[rule(pattern, "{name}")], &principal).as_deref(),
+            Some("a")
+        );
+    }
+
+    #[test]
+    fn impersonate_validate_rule_table() {
+        // (pattern, user, expected error fragment or None when valid)
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("user:*@EXAMPLE.TEST", "{name}", None),
+            ("host/*.example.test", "svc-{name}", None),
+            ("host/db.example.test", "postgres", None),
+            ("user:*@*.*.*.TEST", "{name}", None),
+            ("", "x", Some("`principal` is empty")),
+            (
+                "user:a b@EXAMPLE.TEST",
+                "x",
+                Some("contains a space or a control character"),
+            ),
+            (
+                "user:*@*.*.*.*.TEST",
+                "{name}",
+                Some("has 5 `*`; at most 4 are allowed"),
+            ),
+            ("user:**@EXAMPLE.TEST", "{name}", Some("has `**`")),
+            ("user:*@EXAMPLE.TEST", "", Some("`user` is empty")),
+            (
+                "user:alice@EXAMPLE.TEST",
+                "{name}",
+                Some("has no `*` to take the name from"),
+            ),
+            (
+                "user:*@EXAMPLE.TEST",
+                "{user}",
+                Some("unknown placeholder `{user}`"),
+            ),
+            (
+                "user:*@EXAMPLE.TEST",
+                "{Name}",
+                Some("unknown placeholder `{Name}`"),
+            ),
+            ("user:*@EXAMPLE.TEST", "{name", Some("a `{` without a `}`")),
+            ("user:*@EXAMPLE.TEST", "name}", Some("a `}` without a `{`")),
+            ("user:*@EXAMPLE.TEST", "a b", Some("contains a space")),
+            ("user:*@EXAMPLE.TEST", "../{name}", Some("`/`")),
+            ("user:*@EXAMPLE.TEST", "a:b", Some("`:`")),
+        ];
+        for &(pattern, user, expected) in cases {
+            let result = validate_rule(&rule(pattern, user));
+            match (expected, &result) {
+                (None, Ok(())) => {}
+                (Some(fragment), Err(message)) => assert!(
+                    message.contains(fragment),
+                    "pattern `{pattern}` user `{user}`: `{message}` lacks `{fragment}`"
+                ),
+                _ => {
+                    panic!("pattern `{pattern}` user `{user}`: got {result:?}, wanted {expected:?}")
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn impersonate_account_for_peer_errors() {
+        let rules = [rule("user:*@EXAMPLE.TEST", "{name}")];
+        let none: [&str; 0] = [];
+        assert!(matches!(
+            account_for_peer(&rules, &none),
+            Err(ImpersonationError::NoIdentity)
+        ));
+        let e = account_for_peer(&rules, &["user:bob@OTHER.TEST"]).unwrap_err();
+        assert!(
+            matches!(&e, ImpersonationError::NoMapping { principal } if principal == "user:bob@OTHER.TEST")
+        );
+        assert_eq!(
+            e.to_string(),
+            "no [[accounts]] rule maps `user:bob@OTHER.TEST` to a local account; add one to the policy"
+        );
+        let e = account_for_peer(&rules, &["host/a.test", "host/b.test"]).unwrap_err();
+        assert!(
+            e.to_string().contains("`host/a.test`, `host/b.test`"),
+            "{e}"
+        );
+        let e =
+            account_for_peer(&rules, &["user:secsock-no-such-user-x9@EXAMPLE.TEST"]).unwrap_err();
+        assert!(
+            matches!(&e, ImpersonationError::NoSuchAccount { account } if account == "secsock-no-such-user-x9"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn impersonate_account_for_peer_rule_order_beats_name_order() {
+        // The machine has two names; the first rule matching either decides.
+        let rules = [rule("host/b.test", "root"), rule("host/a.test", "nobody")];
+        let account = account_for_peer(&rules, &["host/a.test", "host/b.test"]).unwrap();
+        assert_eq!(account.name, "root");
+    }
+
+    #[test]
+    fn impersonate_lookup_includes_the_primary_group() {
+        let root = LocalAccount::lookup("root").unwrap();
+        assert_eq!((root.uid, root.gid), (0, 0));
+        assert_eq!(root.groups.first(), Some(&0));
+        for bad in ["", "ro\0ot", "secsock-no-such-user-x9"] {
+            assert!(matches!(
+                LocalAccount::lookup(bad),
+                Err(ImpersonationError::NoSuchAccount { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn impersonate_root_is_refused_before_anything_changes() {
+        let root = LocalAccount::lookup("root").unwrap();
+        let e = ImpersonationGuard::begin(&root).unwrap_err();
+        assert!(
+            matches!(e, ImpersonationError::PrivilegedAccount { .. }),
+            "{e}"
+        );
+        assert!(!is_impersonating());
+    }
+
+    /// The identity of the calling thread, read through `sys` (not through this module).
+    fn thread_identity() -> FsIdentity {
+        FsIdentity::of_this_thread().unwrap()
+    }
+
+    #[test]
+    fn impersonate_failure_midway_undoes_the_steps_taken() {
+        // (uid_t)-1 is refused by the last step (fsuid), after the groups and the fsgid
+        // were switched; (gid_t)-1 by the second, after the groups. Both must be undone.
+        std::thread::spawn(|| {
+            let before = thread_identity();
+            for (uid, gid) in [(u32::MAX, 54330), (54331, u32::MAX)] {
+                let account = LocalAccount {
+                    name: "unswitchable".into(),
+                    uid,
+                    gid,
+                    groups: vec![54332, 54333],
+                };
+                let e = ImpersonationGuard::begin(&account).unwrap_err();
+                assert!(
+                    matches!(&e, ImpersonationError::Io(io) if io.kind() == io::ErrorKind::InvalidInput),
+                    "{e:?}"
+                );
+                assert_eq!(thread_identity(), before);
+                assert!(!is_impersonating());
+            }
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn impersonate_errors_read_as_sentences() {
+        let e = ImpersonationError::NotPermitted {
+            missing: "CAP_SETGID",
+        };
+        assert!(e.to_string().contains("it lacks CAP_SETGID"), "{e}");
+        let e = ImpersonationError::NoSuchAccount {
+            account: "alice".into(),
+        };
+        assert!(
+            e.to_string()
+                .starts_with("there is no local account `alice`"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,654 @@
+//! The user-authentication step: after the TLS handshake and before any application byte,
+//! the client proves an application (user) identity inside the TLS channel, bound to that
+//! channel so that the proof cannot be replayed or relayed on another connection.
+//!
+//! Negotiated by ALPN ([`ALPN`]): secsock clients offer it; a listener whose policy has
+//! user authentication off configures no ALPN, so it never selects it and plain TLS peers
+//! see nothing different. When selected, the client speaks first:
+//!
+//! ```text
+//! client                                   server
+//! HELLO { mechanism, data }        ---->
+//!                                  <----   CHALLENGE { data }        (SCRAM only)
+//! RESPONSE { data }                ---->                            (SCRAM only)
+//!                                  <----   SUCCESS { data } | FAILURE { reason }
+//! ```
+//!
+//! Frames: type (1 byte), length (2 bytes, big-endian, at most [`MAX_FRAME`]), payload.
+//! Mechanisms:
+//! - `SCRAM-SHA-256-PLUS` (see [`crate::scram`]) with the RFC 9266 `tls-exporter` channel
+//!   binding: the password never crosses the wire, the server stores only verifiers, and
+//!   both sides prove knowledge of the verifier.
+//! - `USER-CERT`: a user certificate chain, and a signature with its key over
+//!   [`CERT_CONTEXT`] followed by the channel binding. The server validates the chain for
+//!   client authentication against its anchors, and the leaf must name a user (email or
+//!   UPN SAN).
+//! - `NONE`: the client has no user identity (accepted unless the listener requires one).
+//!
+//! A failure is reported to the client as "user authentication failed", whatever the
+//! cause — unknown user, wrong password or unacceptable certificate look the same (the
+//! server's log has the detail). The connection is then closed: no application byte was
+//! exchanged.
+//!
+//! No I/O here: [`ClientExchange`] and [`ServerExchange`] consume frames and say what to
+//! send; the front ends move the frames through the TLS stream.
+
+use rustls::crypto::CryptoProvider;
+use rustls::SignatureScheme;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use webpki::EndEntityCert;
+
+use crate::error::{NegotiationError, Peer};
+use crate::info::{PeerIdentity, ProofMethod};
+use crate::name::{CertificateNames, PrincipalName};
+use crate::policy::UserAuthentication;
+use crate::scram;
+use crate::settings::UserCredentials;
+use crate::users::UserDirectory;
+use crate::verify::{ChainValidator, Usage};
+
+/// The ALPN protocol that announces the user-authentication step.
+pub(crate) const ALPN: &[u8] = b"secsock-user/1";
+
+/// The largest frame payload.
+pub const MAX_FRAME: usize = 16 * 1024;
+
+/// What a user certificate's key signs, before the channel binding.
+pub const CERT_CONTEXT: &[u8] = b"secsock user certificate, RFC 9266 tls-exporter\0";
+
+/// The RFC 9266 exporter label; the context is empty, the output 32 bytes.
+pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
+
+const MECH_SCRAM: &str = scram::MECHANISM;
+const MECH_CERT: &str = "USER-CERT";
+const MECH_NONE: &str = "NONE";
+
+/// The kinds of frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Client: the mechanism and its first message.
+    Hello = 1,
+    /// Server: the SCRAM server-first message.
+    Challenge = 2,
+    /// Client: the SCRAM client-final message.
+    Response = 3,
+    /// Server: authenticated (SCRAM: with the server-final message).
+    Success = 4,
+    /// Server: not authenticated, with a reason.
+    Failure = 5,
+}
+
+/// One message of the exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// What it is.
+    pub kind: Kind,
+    /// Its content.
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    fn new(kind: Kind, payload: impl Into<Vec<u8>>) -> Self {
+        Self {
+            kind,
+            payload: payload.into(),
+        }
+    }
+
+    /// The wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let len = self.payload.len().min(MAX_FRAME) as u16;
+        let mut out = Vec::with_capacity(3 + self.payload.len());
+        out.push(self.kind as u8);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&self.payload[..usize::from(len)]);
+        out
+    }
+
+    /// Parses one frame from the front of `bytes`: `Ok(None)` if incomplete, else the
+    /// frame and how many bytes it used.
+    pub fn decode(bytes: &[u8]) -> Result<Option<(Frame, usize)>, String> {
+        let Some((&kind, rest)) = bytes.split_first() else {
+            return Ok(None);
+        };
+        let kind = match kind {
+            1 => Kind::Hello,
+            2 => Kind::Challenge,
+            3 => Kind::Response,
+            4 => Kind::Success,
+            5 => Kind::Failure,
+            other => return Err(format!("unknown message type {other}")),
+        };
+        if rest.len() < 2 {
+            return Ok(None);
+        }
+        let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        if len > MAX_FRAME {
+            return Err(format!("a message of {len} bytes exceeds {MAX_FRAME}"));
+        }
+        if rest.len() < 2 + len {
+            return Ok(None);
+        }
+        Ok(Some((Frame::new(kind, &rest[2..2 + len]), 3 + len)))
+    }
+}
+
+/// Reads one frame, exactly: never a byte beyond it, so application data the peer sends
+/// right after the exchange stays in the stream.
+pub fn read_frame(io: &mut impl std::io::Read, peer: Peer) -> Result<Frame, std::io::Error> {
+    let mut header = [0u8; 3];
+    io.read_exact(&mut header)?;
+    let mut payload = vec![0u8; frame_len(&header, peer)?];
+    io.read_exact(&mut payload)?;
+    frame_from(header, payload, peer)
+}
+
+/// [`read_frame`], async.
+#[cfg(feature = "tokio")]
+pub async fn read_frame_async(
+    io: &mut (impl ::tokio::io::AsyncRead + Unpin),
+    peer: Peer,
+) -> Result<Frame, std::io::Error> {
+    use ::tokio::io::AsyncReadExt;
+    let mut header = [0u8; 3];
+    io.read_exact(&mut header).await?;
+    let mut payload = vec![0u8; frame_len(&header, peer)?];
+    io.read_exact(&mut payload).await?;
+    frame_from(header, payload, peer)
+}
+
+fn frame_len(header: &[u8; 3], peer: Peer) -> Result<usize, std::io::Error> {
+    let len = usize::from(u16::from_be_bytes([header[1], header[2]]));
+    if len > MAX_FRAME {
+        return Err(invalid(
+            peer,
+            &format!("a message of {len} bytes exceeds {MAX_FRAME}"),
+        ));
+    }
+    Ok(len)
+}
+
+fn frame_from(header: [u8; 3], payload: Vec<u8>, peer: Peer) -> Result<Frame, std::io::Error> {
+    let mut wire = header.to_vec();
+    wire.extend_from_slice(&payload);
+    match Frame::decode(&wire) {
+        Ok(Some((frame, _))) => Ok(frame),
+        Ok(None) => Err(invalid(peer, "a truncated message")),
+        Err(detail) => Err(invalid(peer, &detail)),
+    }
+}
+
+fn invalid(peer: Peer, detail: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, protocol(peer, detail))
+}
+
+/// Maps an I/O failure during the exchange to the reason the caller gets.
+pub(crate) fn exchange_io_error(
+    e: std::io::Error,
+    peer: Peer,
+    timeout: std::time::Duration,
+) -> NegotiationError {
+    use std::io::ErrorKind as K;
+    if let Some(inner) = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<NegotiationError>())
+    {
+        return inner.clone();
+    }
+    match e.kind() {
+        K::WouldBlock | K::TimedOut => NegotiationError::Timeout { after: timeout },
+        _ => protocol(
+            peer,
+            &format!("the connection failed during user authentication: {e}"),
+        ),
+    }
+}
+
+fn protocol(peer: Peer, detail: &str) -> NegotiationError {
+    NegotiationError::UserAuthenticationProtocol {
+        peer,
+        detail: detail.to_string(),
+    }
+}
+
+fn hello(mechanism: &str, data: &[u8]) -> Frame {
+    let mut payload = Vec::with_capacity(1 + mechanism.len() + data.len());
+    payload.push(mechanism.len() as u8);
+    payload.extend_from_slice(mechanism.as_bytes());
+    payload.extend_from_slice(data);
+    Frame::new(Kind::Hello, payload)
+}
+
+fn parse_hello(payload: &[u8]) -> Result<(&str, &[u8]), String> {
+    let (&len, rest) = payload.split_first().ok_or("an empty HELLO")?;
+    let len = usize::from(len);
+    if rest.len() < len {
+        return Err("a truncated mechanism name".into());
+    }
+    let mechanism =
+        std::str::from_utf8(&rest[..len]).map_err(|_| "a mechanism name that is not text")?;
+    Ok((mechanism, &rest[len..]))
+}
+
+/// The user-certificate HELLO data: the chain, the signature scheme and the signature.
+fn encode_cert_proof(
+    chain: &[CertificateDer<'_>],
+    scheme: SignatureScheme,
+    signature: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.push(chain.len().min(8) as u8);
+    for cert in chain.iter().take(8) {
+        out.extend_from_slice(&(cert.len() as u16).to_be_bytes());
+        out.extend_from_slice(cert);
+    }
+    out.extend_from_slice(&u16::from(scheme).to_be_bytes());
+    out.extend_from_slice(&(signature.len() as u16).to_be_bytes());
+    out.extend_from_slice(signature);
+    out
+}
+
+type CertProof = (Vec<CertificateDer<'static>>, SignatureScheme, Vec<u8>);
+
+fn decode_cert_proof(data: &[u8]) -> Result<CertProof, String> {
+    let mut at = 0;
+    let mut take = |n: usize| -> Result<&[u8], String> {
+        let slice = data
+            .get(at..at + n)
+            .ok_or("a truncated user certificate proof")?;
+        at += n;
+        Ok(slice)
+    };
+    let count = usize::from(take(1)?[0]);
+    if count == 0 {
+        return Err("no user certificate".into());
+    }
+    let mut chain = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = usize::from(u16::from_be_bytes(take(2)?.try_into().unwrap_or([0, 0])));
+        chain.push(CertificateDer::from(take(len)?.to_vec()));
+    }
+    let scheme = SignatureScheme::from(u16::from_be_bytes(take(2)?.try_into().unwrap_or([0, 0])));
+    let len = usize::from(u16::from_be_bytes(take(2)?.try_into().unwrap_or([0, 0])));
+    let signature = take(len)?.to_vec();
+    if at != data.len() {
+        return Err("trailing bytes after the user certificate proof".into());
+    }
+    Ok((chain, scheme, signature))
+}
+
+/// What to do next.
+#[derive(Debug)]
+pub enum Step {
+    /// Send this frame and wait for the next one.
+    Send(Frame),
+    /// Done: send the frame (server: SUCCESS), if any, then application data may flow.
+    Done(Option<Frame>, Option<PeerIdentity>),
+}
+
+/// The client's side of one exchange.
+pub struct ClientExchange {
+    state: ClientState,
+}
+
+enum ClientState {
+    AwaitChallenge(Box<scram::Client>),
+    AwaitServerFinal(Box<scram::Client>),
+    AwaitSuccess,
+    Finished,
+}
+
+impl ClientExchange {
+    /// Starts: the HELLO to send, for `credentials` (none: `NONE`), bound to `binding`.
+    pub fn start(
+        credentials: Option<&UserCredentials>,
+        binding: &[u8],
+        provider: &CryptoProvider,
+    ) -> Result<(ClientExchange, Frame), NegotiationError> {
+        let random = |buf: &mut [u8]| {
+            let _ = provider.secure_random.fill(buf);
+        };
+        let local = |detail: String| NegotiationError::UserAuthenticationFailed { reason: detail };
+        match credentials {
+            None => Ok((
+                ClientExchange {
+                    state: ClientState::AwaitSuccess,
+                },
+                hello(MECH_NONE, &[]),
+            )),
+            Some(UserCredentials::Password {
+                user,
+                domain,
+                password,
+            }) => {
+                let password = std::str::from_utf8(password.expose())
+                    .map_err(|_| local("the password is not UTF-8".into()))?;
+                let name = crate::users::user_key(user, domain);
+                let client = scram::Client::new(&name, password, binding, &random)
+                    .map_err(|e| local(e.to_string()))?;
+                let first = client.client_first();
+                Ok((
+                    ClientExchange {
+                        state: ClientState::AwaitChallenge(Box::new(client)),
+                    },
+                    hello(MECH_SCRAM, first.as_bytes()),
+                ))
+            }
+            Some(UserCredentials::Certificate { chain, key }) => {
+                let key = PrivateKeyDer::try_from(key.expose().to_vec())
+                    .map_err(|e| local(format!("the user key cannot be read: {e}")))?;
+                let signing = provider
+                    .key_provider
+                    .load_private_key(key)
+                    .map_err(|e| local(format!("the user key cannot be used: {e}")))?;
+                let offered = [
+                    SignatureScheme::ECDSA_NISTP256_SHA256,
+                    SignatureScheme::ECDSA_NISTP384_SHA384,
+                    SignatureScheme::ED25519,
+                    SignatureScheme::RSA_PSS_SHA256,
+                ];
+                let signer = signing
+                    .choose_scheme(&offered)
+                    .ok_or_else(|| local("the user key's algorithm is not supported".into()))?;
+                let mut message = CERT_CONTEXT.to_vec();
+                message.extend_from_slice(binding);
+                let signature = signer
+                    .sign(&message)
+                    .map_err(|e| local(format!("signing failed: {e}")))?;
+                let data = encode_cert_proof(chain, signer.scheme(), &signature);
+                Ok((
+                    ClientExchange {
+                        state: ClientState::AwaitSuccess,
+                    },
+                    hello(MECH_CERT, &data),
+                ))
+            }
+        }
+    }
+
+    /// Takes the server's next frame.
+    pub fn on_frame(&mut self, frame: Frame) -> Result<Step, NegotiationError> {
+        let unexpected = |what: &str| protocol(Peer::Server, &format!("unexpected {what}"));
+        if frame.kind == Kind::Failure {
+            let reason = String::from_utf8_lossy(&frame.payload).into_owned();
+            self.state = ClientState::Finished;
+            return Err(if reason == REQUIRED {
+                NegotiationError::UserAuthenticationRequired
+            } else {
+                NegotiationError::UserAuthenticationFailed { reason }
+            });
+        }
+        let text = || {
+            String::from_utf8(frame.payload.clone())
+                .map_err(|_| protocol(Peer::Server, "a message that is not text"))
+        };
+        match (
+            std::mem::replace(&mut self.state, ClientState::Finished),
+            frame.kind,
+        ) {
+            (ClientState::AwaitChallenge(mut client), Kind::Challenge) => {
+                let response = client.handle_server_first(&text()?).map_err(|e| {
+                    NegotiationError::UserAuthenticationFailed {
+                        reason: e.to_string(),
+                    }
+                })?;
+                self.state = ClientState::AwaitServerFinal(client);
+                Ok(Step::Send(Frame::new(
+                    Kind::Response,
+                    response.into_bytes(),
+                )))
+            }
+            (ClientState::AwaitServerFinal(client), Kind::Success) => {
+                // The server proves it knows the verifier too: mutual authentication.
+                client.handle_server_final(&text()?).map_err(|e| {
+                    NegotiationError::UserAuthenticationFailed {
+                        reason: format!("the server's proof: {e}"),
+                    }
+                })?;
+                Ok(Step::Done(None, None))
+            }
+            (ClientState::AwaitSuccess, Kind::Success) => Ok(Step::Done(None, None)),
+            (_, kind) => Err(unexpected(&format!("{kind:?}"))),
+        }
+    }
+}
+
+/// The FAILURE reason for a listener that requires a user identity.
+const REQUIRED: &str = "user authentication required";
+/// The FAILURE reason for every other failure: no oracle.
+const FAILED: &str = "user authentication failed";
+
+/// A failure: what the server logs, and the FAILURE frame the client gets.
+pub type ServerFailure = (NegotiationError, Frame);
+
+/// The server's side of one exchange.
+pub struct ServerExchange<'a> {
+    directory: &'a UserDirectory,
+    validator: &'a ChainValidator,
+    binding: Vec<u8>,
+    provider: &'a CryptoProvider,
+    scram: Option<scram::Server>,
+}
+
+impl<'a> ServerExchange<'a> {
+    /// An exchange on a connection whose channel binding is `binding`.
+    pub fn new(
+        directory: &'a UserDirectory,
+        validator: &'a ChainValidator,
+        binding: &[u8],
+        provider: &'a CryptoProvider,
+    ) -> Self {
+        Self {
+            directory,
+            validator,
+            binding: binding.to_vec(),
+            provider,
+            scram: None,
+        }
+    }
+
+    fn fail(detail: impl Into<String>) -> ServerFailure {
+        (
+            NegotiationError::UserAuthenticationFailed {
+                reason: detail.into(),
+            },
+            Frame::new(Kind::Failure, FAILED.as_bytes()),
+        )
+    }
+
+    fn broken(detail: &str) -> ServerFailure {
+        (
+            protocol(Peer::Client, detail),
+            Frame::new(Kind::Failure, FAILED.as_bytes()),
+        )
+    }
+
+    /// Takes the client's next frame.
+    pub fn on_frame(&mut self, frame: Frame) -> Result<Step, ServerFailure> {
+        match (frame.kind, self.scram.is_some()) {
+            (Kind::Hello, false) => self.on_hello(&frame.payload),
+            (Kind::Response, true) => {
+                let text = std::str::from_utf8(&frame.payload)
+                    .map_err(|_| Self::broken("a message that is not text"))?;
+                let server = self
+                    .scram
+                    .as_mut()
+                    .ok_or_else(|| Self::broken("unexpected RESPONSE"))?;
+                let (final_message, user) = server
+                    .handle_client_final(text)
+                    .map_err(|e| Self::fail(e.to_string()))?;
+                let principal = PrincipalName::parse(&format!("user:{user}"))
+                    .map_err(|e| Self::fail(format!("the user name is not a principal: {e}")))?;
+                let identity = PeerIdentity {
+                    names: vec![principal],
+                    chain: Vec::new(),
+                    not_before: None,
+                    not_after: None,
+                    subject: String::new(),
+                    proven_by: ProofMethod::Password,
+                };
+                Ok(Step::Done(
+                    Some(Frame::new(Kind::Success, final_message.into_bytes())),
+                    Some(identity),
+                ))
+            }
+            (kind, _) => Err(Self::broken(&format!("unexpected {kind:?}"))),
+        }
+    }
+
+    fn on_hello(&mut self, payload: &[u8]) -> Result<Step, ServerFailure> {
+        let (mechanism, data) = parse_hello(payload).map_err(|e| Self::broken(&e))?;
+        match mechanism {
+            MECH_NONE => match self.directory.authentication {
+                UserAuthentication::Required => Err((
+                    NegotiationError::UserAuthenticationRequired,
+                    Frame::new(Kind::Failure, REQUIRED.as_bytes()),
+                )),
+                _ => Ok(Step::Done(
+                    Some(Frame::new(Kind::Success, Vec::new())),
+                    None,
+                )),
+            },
+            MECH_SCRAM => {
+                let text = std::str::from_utf8(data)
+                    .map_err(|_| Self::broken("a message that is not text"))?;
+                let provider = self.provider;
+                let random = |buf: &mut [u8]| {
+                    let _ = provider.secure_random.fill(buf);
+                };
+                let snapshot = self.directory.snapshot();
+                let mut server = scram::Server::new(&self.binding, &snapshot.decoy_secret, &random)
+                    .with_decoy_iterations(snapshot.decoy_iterations());
+                let lookup = |user: &str| snapshot.lookup(user);
+                let challenge = server
+                    .handle_client_first(text, &lookup)
+                    .map_err(|e| Self::fail(e.to_string()))?;
+                self.scram = Some(server);
+                Ok(Step::Send(Frame::new(
+                    Kind::Challenge,
+                    challenge.into_bytes(),
+                )))
+            }
+            MECH_CERT => {
+                let identity = self.check_certificate(data).map_err(Self::fail)?;
+                Ok(Step::Done(
+                    Some(Frame::new(Kind::Success, Vec::new())),
+                    Some(identity),
+                ))
+            }
+            other => Err(Self::broken(&format!("unknown mechanism `{other}`"))),
+        }
+    }
+
+    fn check_certificate(&self, data: &[u8]) -> Result<PeerIdentity, String> {
+        let (chain, scheme, signature) = decode_cert_proof(data)?;
+        let (leaf, intermediates) = chain.split_first().ok_or("no user certificate")?;
+        self.validator
+            .validate(leaf, intermediates, UnixTime::now(), Usage::ClientAuth)
+            .map_err(|e| format!("the user certificate is not trusted: {e}"))?;
+        let names: Vec<PrincipalName> = CertificateNames::from_der(leaf)
+            .map_err(|e| e.to_string())?
+            .proven()
+            .into_iter()
+            .filter(|n| matches!(n, PrincipalName::User(_)))
+            .collect();
+        if names.is_empty() {
+            return Err("the user certificate names no user (email or UPN SAN)".into());
+        }
+        let mut message = CERT_CONTEXT.to_vec();
+        message.extend_from_slice(&self.binding);
+        let cert = EndEntityCert::try_from(leaf).map_err(|e| e.to_string())?;
+        let algorithms = self
+            .validator
+            .algorithms()
+            .mapping
+            .iter()
+            .find(|(s, _)| *s == scheme)
+            .map(|(_, algs)| *algs)
+            .ok_or_else(|| format!("unsupported signature scheme {scheme:?}"))?;
+        if !algorithms
+            .iter()
+            .any(|alg| cert.verify_signature(*alg, &message, &signature).is_ok())
+        {
+            return Err(
+                "the signature over this connection's channel binding does not verify".into(),
+            );
+        }
+        let (_, parsed) = x509_parser::parse_x509_certificate(leaf).map_err(|e| e.to_string())?;
+        let at = |t: i64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
+        Ok(PeerIdentity {
+            names,
+            chain: chain.clone(),
+            not_before: Some(at(parsed.validity().not_before.timestamp())),
+            not_after: Some(at(parsed.validity().not_after.timestamp())),
+            subject: parsed.subject().to_string(),
+            proven_by: ProofMethod::UserCertificate,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_bad_input_is_refused() {
+        let frame = Frame::new(Kind::Challenge, b"r=abc,s=def,i=4096".to_vec());
+        let wire = frame.encode();
+        assert_eq!(
+            Frame::decode(&wire).unwrap(),
+            Some((frame.clone(), wire.len()))
+        );
+        for cut in 0..wire.len() {
+            assert_eq!(
+                Frame::decode(&wire[..cut]).unwrap(),
+                None,
+                "incomplete at {cut}"
+            );
+        }
+        assert!(Frame::decode(&[9, 0, 0])
+            .unwrap_err()
+            .contains("unknown message type 9"));
+        assert!(Frame::decode(&[1, 0xff, 0xff])
+            .unwrap_err()
+            .contains("exceeds"));
+        // read_frame takes exactly one frame and leaves what follows.
+        let mut two = wire.clone();
+        two.extend_from_slice(b"application data");
+        let mut io = &two[..];
+        assert_eq!(read_frame(&mut io, Peer::Client).unwrap(), frame);
+        assert_eq!(io, b"application data");
+        let mut short = &wire[..wire.len() - 1];
+        assert!(read_frame(&mut short, Peer::Client).is_err());
+    }
+
+    #[test]
+    fn hello_and_certificate_proofs_parse_strictly() {
+        let h = hello(MECH_SCRAM, b"p=tls-exporter,,n=a,r=b");
+        assert_eq!(
+            parse_hello(&h.payload).unwrap(),
+            (MECH_SCRAM, &b"p=tls-exporter,,n=a,r=b"[..])
+        );
+        assert!(parse_hello(&[]).is_err());
+        assert!(parse_hello(&[10, b'a']).is_err());
+        let chain = vec![CertificateDer::from(vec![1u8, 2, 3])];
+        let proof = encode_cert_proof(&chain, SignatureScheme::ED25519, &[9; 64]);
+        let (back, scheme, sig) = decode_cert_proof(&proof).unwrap();
+        assert_eq!(
+            (back, scheme, sig.len()),
+            (chain, SignatureScheme::ED25519, 64)
+        );
+        for cut in 0..proof.len() {
+            assert!(
+                decode_cert_proof(&proof[..cut]).is_err(),
+                "truncated at {cut}"
+            );
+        }
+        let mut long = proof.clone();
+        long.push(0);
+        assert!(decode_cert_proof(&long).unwrap_err().contains("trailing"));
+        assert!(decode_cert_proof(&[0])
+            .unwrap_err()
+            .contains("no user certificate"));
+    }
+}

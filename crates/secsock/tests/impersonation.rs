@@ -1,0 +1,655 @@
+//! Impersonation (SPEC §8): a thread that impersonates a peer's local account accesses
+//! files as that account, and only that thread, until the guard ends.
+//!
+//! These tests run as root. Each creates its own local users and groups (`sstest_PID_N`)
+//! with `useradd`/`groupadd` and removes them when it ends, also when it fails. The
+//! identity a thread has is read from `/proc/thread-self/status` (`Uid:`/`Gid:` field 4
+//! is the file-system id, `Groups:` the supplementary groups), not from secsock.
+//!
+//! Run them alone with `cargo test -p secsock --test impersonation`.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::Duration;
+
+use secsock::impersonate::{
+    account_for_peer, is_impersonating, revert_impersonation, AccountRule, ImpersonationError,
+    ImpersonationGuard, LocalAccount,
+};
+use tempfile::TempDir;
+
+// --- fixtures ---------------------------------------------------------------------------
+
+/// `useradd` and friends lock `/etc/passwd`; one at a time within this process, and
+/// retried when another process holds the lock.
+static ACCOUNT_DATABASE: Mutex<()> = Mutex::new(());
+
+/// A unique name for a test user or group.
+fn unique_name() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "sstest_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs an account-database command, retrying while the database is locked.
+fn run_admin(program: &str, args: &[&str]) -> Result<(), String> {
+    let _one_at_a_time = ACCOUNT_DATABASE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut last = String::new();
+    for _ in 0..50 {
+        let output = Command::new(program)
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run {program}: {e}"))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        last = format!(
+            "{program} {args:?} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        // Exit status 10 (useradd/userdel) or 10/other (groupadd) when the files are locked.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(last)
+}
+
+/// A local group that exists while this value lives.
+struct TestGroup {
+    name: String,
+}
+
+impl TestGroup {
+    fn create() -> TestGroup {
+        let name = unique_name();
+        run_admin("groupadd", &[&name]).unwrap();
+        TestGroup { name }
+    }
+
+    fn gid(&self) -> u32 {
+        let output = Command::new("getent")
+            .args(["group", &self.name])
+            .output()
+            .unwrap();
+        let line = String::from_utf8(output.stdout).unwrap();
+        line.split(':').nth(2).unwrap().trim().parse().unwrap()
+    }
+}
+
+impl Drop for TestGroup {
+    fn drop(&mut self) {
+        if let Err(e) = run_admin("groupdel", &[&self.name]) {
+            eprintln!("cleanup: {e}");
+        }
+    }
+}
+
+/// A local user (with its own primary group) that exists while this value lives.
+struct TestUser {
+    account: LocalAccount,
+}
+
+impl TestUser {
+    fn create() -> TestUser {
+        TestUser::create_in(&[])
+    }
+
+    /// A user that is also a member of `groups`.
+    fn create_in(groups: &[&TestGroup]) -> TestUser {
+        let name = unique_name();
+        let members: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+        let members = members.join(",");
+        let mut args = vec![
+            "--no-create-home",
+            "--user-group",
+            "--shell",
+            "/usr/sbin/nologin",
+        ];
+        if !members.is_empty() {
+            args.extend(["--groups", members.as_str()]);
+        }
+        args.push(&name);
+        run_admin("useradd", &args).unwrap();
+        // From here on, Drop removes the user even if the lookup fails.
+        let mut user = TestUser {
+            account: LocalAccount {
+                name: name.clone(),
+                uid: 0,
+                gid: 0,
+                groups: Vec::new(),
+            },
+        };
+        user.account = LocalAccount::lookup(&name).unwrap();
+        user
+    }
+
+    fn uid(&self) -> u32 {
+        self.account.uid
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        // userdel also removes the user's own group (USERGROUPS_ENAB).
+        if let Err(e) = run_admin("userdel", &[&self.account.name]) {
+            eprintln!("cleanup: {e}");
+        }
+    }
+}
+
+/// One line of the calling thread's `/proc/thread-self/status`, as numbers.
+fn status_ids(key: &str) -> Vec<u32> {
+    let status = fs::read_to_string("/proc/thread-self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("no `{key}:` line"))
+        .split_whitespace()
+        .map(|field| field.parse().unwrap())
+        .collect()
+}
+
+/// The calling thread's file-system identity, as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ThreadIdentity {
+    fsuid: u32,
+    fsgid: u32,
+    groups: Vec<u32>,
+}
+
+fn thread_identity() -> ThreadIdentity {
+    let mut groups = status_ids("Groups");
+    groups.sort_unstable();
+    ThreadIdentity {
+        fsuid: status_ids("Uid")[3],
+        fsgid: status_ids("Gid")[3],
+        groups,
+    }
+}
+
+/// The identity impersonating `account` must give the thread.
+fn identity_of(account: &LocalAccount) -> ThreadIdentity {
+    let mut groups = account.groups.clone();
+    groups.sort_unstable();
+    ThreadIdentity {
+        fsuid: account.uid,
+        fsgid: account.gid,
+        groups,
+    }
+}
+
+fn assert_root_test_process() {
+    assert_eq!(
+        status_ids("Uid")[1],
+        0,
+        "the impersonation tests run as root (they create users and switch identities)"
+    );
+}
+
+/// A scratch directory every test user can enter, holding a file only root can read
+/// and a world-writable directory.
+struct Scratch {
+    _dir: TempDir,
+    root_only: PathBuf,
+    writable: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let root_only = dir.path().join("root-only");
+        fs::write(&root_only, b"root's secret").unwrap();
+        fs::set_permissions(&root_only, fs::Permissions::from_mode(0o600)).unwrap();
+        let writable = dir.path().join("writable");
+        fs::create_dir(&writable).unwrap();
+        fs::set_permissions(&writable, fs::Permissions::from_mode(0o777)).unwrap();
+        Scratch {
+            _dir: dir,
+            root_only,
+            writable,
+        }
+    }
+}
+
+fn read(path: &Path) -> io::Result<Vec<u8>> {
+    let mut content = Vec::new();
+    File::open(path)?.read_to_end(&mut content)?;
+    Ok(content)
+}
+
+const EACCES: i32 = 13;
+
+fn assert_access_denied(path: &Path) {
+    match read(path) {
+        Err(e) => assert_eq!(e.raw_os_error(), Some(EACCES), "{}: {e}", path.display()),
+        Ok(_) => panic!("{} was readable", path.display()),
+    }
+}
+
+// --- the thread acts as the account ------------------------------------------------------
+
+#[test]
+fn impersonation_creates_files_as_the_mapped_user() {
+    assert_root_test_process();
+    let user = TestUser::create();
+    let scratch = Scratch::new();
+    // Mapped the way a server maps a peer: principal -> [[accounts]] -> NSS.
+    let rules = [AccountRule::new("user:*@EXAMPLE.TEST", "{name}")];
+    let principal = format!("user:{}@example.test", user.account.name);
+    let account = account_for_peer(&rules, &[principal]).unwrap();
+    assert_eq!(account, user.account);
+
+    let created = scratch.writable.join("created-by-peer");
+    {
+        let guard = ImpersonationGuard::begin(&account).unwrap();
+        assert_eq!(guard.account(), &account);
+        assert!(is_impersonating());
+        assert_eq!(thread_identity(), identity_of(&account));
+        File::create(&created)
+            .unwrap()
+            .write_all(b"written as the peer")
+            .unwrap();
+    }
+    let metadata = fs::metadata(&created).unwrap();
+    assert_eq!(
+        (metadata.uid(), metadata.gid()),
+        (user.account.uid, user.account.gid)
+    );
+}
+
+#[test]
+fn impersonation_cannot_read_a_root_only_file_and_can_again_after_revert() {
+    assert_root_test_process();
+    let user = TestUser::create();
+    let scratch = Scratch::new();
+    let before = thread_identity();
+    assert_eq!(before.fsuid, 0);
+
+    let guard = ImpersonationGuard::begin(&user.account).unwrap();
+    assert_access_denied(&scratch.root_only);
+    guard.revert();
+
+    assert!(!is_impersonating());
+    assert_eq!(thread_identity(), before);
+    assert_eq!(read(&scratch.root_only).unwrap(), b"root's secret");
+}
+
+#[test]
+fn impersonation_leaves_the_other_threads_of_the_process_alone() {
+    assert_root_test_process();
+    let user = TestUser::create();
+    let scratch = Scratch::new();
+
+    // The other thread exists before the impersonation begins: a thread spawned while
+    // impersonating would inherit the identity (see the test below).
+    let (ask, asked) = mpsc::channel::<()>();
+    let (answer, answered) = mpsc::channel();
+    let root_only = scratch.root_only.clone();
+    let other = std::thread::spawn(move || {
+        let own = thread_identity();
+        for () in asked {
+            let seen = (
+                thread_identity() == own,
+                thread_identity().fsuid,
+                is_impersonating(),
+                read(&root_only).map_err(|e| e.to_string()),
+            );
+            answer.send(seen).unwrap();
+        }
+    });
+
+    {
+        let _guard = ImpersonationGuard::begin(&user.account).unwrap();
+        ask.send(()).unwrap();
+        let (unchanged, fsuid, impersonating, content) = answered.recv().unwrap();
+        assert!(
+            unchanged,
+            "the other thread's fsuid, fsgid and groups are its own"
+        );
+        assert_eq!(fsuid, 0, "the other thread's fsuid");
+        assert!(!impersonating);
+        assert_eq!(content.unwrap(), b"root's secret");
+        // Meanwhile this thread is still the user.
+        assert_eq!(thread_identity().fsuid, user.uid());
+        assert_access_denied(&scratch.root_only);
+        // And so is the process's main thread root (/proc/PID/status describes it).
+        let main = fs::read_to_string(format!("/proc/{}/status", std::process::id())).unwrap();
+        let main_fsuid = main
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .unwrap()
+            .split_whitespace()
+            .nth(3)
+            .unwrap();
+        assert_eq!(main_fsuid, "0");
+    }
+    drop(ask);
+    other.join().unwrap();
+    assert_eq!(thread_identity().fsuid, 0);
+}
+
+#[test]
+fn impersonation_is_inherited_by_threads_spawned_while_impersonating() {
+    // Pins a documented limit: the kernel copies the creating thread's credentials into a
+    // new thread, but not secsock's bookkeeping. Such a thread is the peer and cannot
+    // revert; it stays the peer until it exits.
+    assert_root_test_process();
+    let user = TestUser::create();
+    let guard = ImpersonationGuard::begin(&user.account).unwrap();
+    let uid = user.uid();
+    std::thread::spawn(move || {
+        assert_eq!(thread_identity().fsuid, uid);
+        assert!(!is_impersonating());
+        revert_impersonation(); // a no-op there: this thread began nothing
+        assert_eq!(thread_identity().fsuid, uid);
+    })
+    .join()
+    .unwrap();
+    drop(guard);
+    assert_eq!(thread_identity().fsuid, 0);
+}
+
+#[test]
+fn impersonation_reverts_when_the_thread_panics() {
+    assert_root_test_process();
+    let user = TestUser::create();
+    let scratch = Scratch::new();
+    let before = thread_identity();
+
+    let unwound = std::panic::catch_unwind(|| {
+        let _guard = ImpersonationGuard::begin(&user.account).unwrap();
+        assert_eq!(thread_identity().fsuid, user.uid());
+        panic!("the request handler failed while impersonating (expected by this test)");
+    });
+
+    assert!(unwound.is_err());
+    assert!(!is_impersonating());
+    assert_eq!(thread_identity(), before);
+    assert_eq!(read(&scratch.root_only).unwrap(), b"root's secret");
+}
+
+// --- nesting and WSARevertImpersonation ---------------------------------------------------
+
+#[test]
+fn impersonation_nested_guards_restore_the_previous_identity() {
+    assert_root_test_process();
+    let alice = TestUser::create();
+    let bob = TestUser::create();
+    let scratch = Scratch::new();
+    let root = thread_identity();
+
+    let as_alice = ImpersonationGuard::begin(&alice.account).unwrap();
+    assert_eq!(thread_identity(), identity_of(&alice.account));
+    let as_bob = ImpersonationGuard::begin(&bob.account).unwrap();
+    assert_eq!(thread_identity(), identity_of(&bob.account));
+    let by_bob = scratch.writable.join("by-bob");
+    File::create(&by_bob).unwrap();
+    assert_eq!(fs::metadata(&by_bob).unwrap().uid(), bob.uid());
+
+    drop(as_bob);
+    assert_eq!(thread_identity(), identity_of(&alice.account));
+    assert!(is_impersonating());
+    let by_alice = scratch.writable.join("by-alice");
+    File::create(&by_alice).unwrap();
+    assert_eq!(fs::metadata(&by_alice).unwrap().uid(), alice.uid());
+
+    drop(as_alice);
+    assert_eq!(thread_identity(), root);
+    assert!(!is_impersonating());
+}
+
+#[test]
+fn impersonation_dropping_an_outer_guard_first_ends_the_inner_one_too() {
+    assert_root_test_process();
+    let alice = TestUser::create();
+    let bob = TestUser::create();
+    let root = thread_identity();
+
+    let as_alice = ImpersonationGuard::begin(&alice.account).unwrap();
+    let as_bob = ImpersonationGuard::begin(&bob.account).unwrap();
+    drop(as_alice);
+    assert_eq!(thread_identity(), root);
+    assert!(!is_impersonating());
+    drop(as_bob); // ended already: does nothing
+    assert_eq!(thread_identity(), root);
+}
+
+#[test]
+fn impersonation_revert_is_a_no_op_when_not_impersonating() {
+    assert_root_test_process();
+    let before = thread_identity();
+    assert!(!is_impersonating());
+    revert_impersonation();
+    revert_impersonation();
+    assert_eq!(thread_identity(), before);
+    assert!(!is_impersonating());
+}
+
+#[test]
+fn impersonation_revert_ends_all_nesting_and_later_drops_do_nothing() {
+    assert_root_test_process();
+    let alice = TestUser::create();
+    let bob = TestUser::create();
+    let root = thread_identity();
+
+    let as_alice = ImpersonationGuard::begin(&alice.account).unwrap();
+    let as_bob = ImpersonationGuard::begin(&bob.account).unwrap();
+    revert_impersonation();
+    assert_eq!(thread_identity(), root);
+    assert!(!is_impersonating());
+
+    // A new impersonation, then the stale guards are dropped: were they still active,
+    // dropping `as_bob` would switch to alice and dropping `as_alice` to root.
+    let as_bob_again = ImpersonationGuard::begin(&bob.account).unwrap();
+    drop(as_bob);
+    assert_eq!(thread_identity(), identity_of(&bob.account));
+    drop(as_alice);
+    assert_eq!(thread_identity(), identity_of(&bob.account));
+    assert!(is_impersonating());
+    drop(as_bob_again);
+    assert_eq!(thread_identity(), root);
+}
+
+// --- groups -------------------------------------------------------------------------------
+
+#[test]
+fn impersonation_uses_the_accounts_supplementary_groups() {
+    assert_root_test_process();
+    let project = TestGroup::create();
+    let member = TestUser::create_in(&[&project]);
+    let outsider = TestUser::create();
+    let scratch = Scratch::new();
+    let root = thread_identity();
+
+    // Readable by the owner (root) and the group `project` only.
+    let group_file = scratch.writable.join("project-file");
+    fs::write(&group_file, b"for the project").unwrap();
+    std::os::unix::fs::chown(&group_file, Some(0), Some(project.gid())).unwrap();
+    fs::set_permissions(&group_file, fs::Permissions::from_mode(0o640)).unwrap();
+
+    assert!(member.account.groups.contains(&project.gid()));
+    assert!(member.account.groups.contains(&member.account.gid));
+    {
+        let _guard = ImpersonationGuard::begin(&member.account).unwrap();
+        let now = thread_identity();
+        assert!(now.groups.contains(&project.gid()), "{now:?}");
+        assert_eq!(now, identity_of(&member.account));
+        assert_eq!(read(&group_file).unwrap(), b"for the project");
+    }
+    assert_eq!(thread_identity(), root);
+    {
+        let _guard = ImpersonationGuard::begin(&outsider.account).unwrap();
+        assert!(!thread_identity().groups.contains(&project.gid()));
+        assert_access_denied(&group_file);
+    }
+    assert_eq!(thread_identity(), root);
+}
+
+#[test]
+fn impersonation_lookup_agrees_with_id() {
+    assert_root_test_process();
+    let project = TestGroup::create();
+    let user = TestUser::create_in(&[&project]);
+    let id = |flag: &str| {
+        let output = Command::new("id")
+            .args([flag, &user.account.name])
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        let mut ids: Vec<u32> = String::from_utf8(output.stdout)
+            .unwrap()
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    assert_eq!(vec![user.account.uid], id("-u"));
+    assert_eq!(vec![user.account.gid], id("-g"));
+    let mut groups = user.account.groups.clone();
+    groups.sort_unstable();
+    assert_eq!(groups, id("-G"));
+    assert_eq!(
+        user.account.groups[0], user.account.gid,
+        "primary group first"
+    );
+}
+
+// --- refusals -----------------------------------------------------------------------------
+
+#[test]
+fn impersonation_unknown_account_and_missing_mapping_are_clear_errors() {
+    let missing = unique_name();
+    match LocalAccount::lookup(&missing) {
+        Err(ImpersonationError::NoSuchAccount { account }) => assert_eq!(account, missing),
+        other => panic!("{other:?}"),
+    }
+
+    let rules = [
+        AccountRule::new("host/db.example.test", missing.clone()),
+        AccountRule::new("user:*@EXAMPLE.TEST", "{name}"),
+    ];
+    let e = account_for_peer(&rules, &["host/db.example.test"]).unwrap_err();
+    assert!(
+        matches!(&e, ImpersonationError::NoSuchAccount { account } if *account == missing),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains(&format!("there is no local account `{missing}`")),
+        "{e}"
+    );
+
+    let e = account_for_peer(&rules, &["user:bob@OTHER.TEST"]).unwrap_err();
+    assert!(matches!(&e, ImpersonationError::NoMapping { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "no [[accounts]] rule maps `user:bob@OTHER.TEST` to a local account; add one to the policy"
+    );
+
+    let none: [&str; 0] = [];
+    assert!(matches!(
+        account_for_peer(&rules, &none),
+        Err(ImpersonationError::NoIdentity)
+    ));
+    assert!(!is_impersonating());
+}
+
+/// Set in a child run of this test binary: the capabilities the child was started
+/// without, as `ImpersonationError::NotPermitted` should name them.
+const CHILD_MISSING: &str = "SECSOCK_TEST_IMPERSONATION_MISSING_CAPS";
+
+#[test]
+fn impersonation_without_setuid_or_setgid_capability_fails_and_changes_nothing() {
+    if let Ok(expected) = std::env::var(CHILD_MISSING) {
+        return without_capabilities_child(&expected);
+    }
+    assert_root_test_process();
+    // Run this same test again in a child process started by util-linux `setpriv`
+    // without the capabilities (removed from the bounding and inheritable sets, so a
+    // root process's exec does not get them back).
+    let exe = std::env::current_exe().unwrap();
+    for (drop_caps, missing) in [
+        ("-setuid,-setgid", "CAP_SETUID and CAP_SETGID"),
+        ("-setuid", "CAP_SETUID"),
+        ("-setgid", "CAP_SETGID"),
+    ] {
+        let output = Command::new("setpriv")
+            .arg("--inh-caps=-all")
+            .arg(format!("--bounding-set={drop_caps}"))
+            .arg("--")
+            .arg(&exe)
+            .args([
+                "--exact",
+                "impersonation_without_setuid_or_setgid_capability_fails_and_changes_nothing",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_MISSING, missing)
+            .output()
+            .expect("run setpriv (util-linux)");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "child without {missing} failed ({}):\n{stdout}\n{stderr}",
+            output.status
+        );
+    }
+}
+
+/// In the child: the capabilities are really gone, `begin` says which are missing, and
+/// the thread's identity did not change.
+fn without_capabilities_child(expected_missing: &str) {
+    let status = fs::read_to_string("/proc/thread-self/status").unwrap();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap())
+        .unwrap();
+    let (setgid, setuid) = (effective & (1 << 6) != 0, effective & (1 << 7) != 0);
+    assert_eq!(
+        !setuid,
+        expected_missing.contains("CAP_SETUID"),
+        "CapEff {effective:x}"
+    );
+    assert_eq!(
+        !setgid,
+        expected_missing.contains("CAP_SETGID"),
+        "CapEff {effective:x}"
+    );
+
+    let nobody = LocalAccount {
+        name: "nobody".into(),
+        uid: 65534,
+        gid: 65534,
+        groups: vec![65534],
+    };
+    let before = thread_identity();
+    let e = ImpersonationGuard::begin(&nobody).unwrap_err();
+    match &e {
+        ImpersonationError::NotPermitted { missing } => assert_eq!(*missing, expected_missing),
+        other => panic!("{other:?}"),
+    }
+    let message = e.to_string();
+    assert!(
+        message.contains(&format!("it lacks {expected_missing}")),
+        "{message}"
+    );
+    assert!(
+        message.contains("needs CAP_SETUID and CAP_SETGID"),
+        "{message}"
+    );
+    assert_eq!(thread_identity(), before, "nothing changed");
+    assert!(!is_impersonating());
+    println!("child without {expected_missing}: {message}");
+}
