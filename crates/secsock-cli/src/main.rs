@@ -5,6 +5,7 @@ mod authority;
 mod demo;
 mod doctor;
 mod serve;
+mod user;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
@@ -43,6 +44,9 @@ enum Command {
     Connect(ConnectArgs),
     /// Connect, print what protects the connection and who the peer proved to be, close.
     Query(QueryArgs),
+    /// Manage the users a server authenticates by password.
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 #[derive(Args)]
@@ -186,6 +190,10 @@ struct ServeArgs {
     /// anchors may connect.
     #[arg(long, value_name = "NAME[@ADDR/PREFIX]", value_parser = parse_allow_peer)]
     allow_peer: Vec<(PeerTargetName, secsock::AddressPrefix)>,
+    /// Handle each connection as its peer: the user it proved (else its machine), mapped to
+    /// a local account by the policy's [[accounts]]; needs CAP_SETUID and CAP_SETGID.
+    #[arg(long)]
+    impersonate: bool,
     /// Address to listen on, e.g. 127.0.0.1:27015 or [::]:27015.
     #[arg(long, value_name = "ADDR")]
     listen: String,
@@ -207,6 +215,8 @@ struct ConnectArgs {
     policy: PolicyArg,
     #[command(flatten)]
     security: SecurityArgs,
+    #[command(flatten)]
+    user: user::UserArgs,
     /// The principal the server must prove: host/server.example.test, server.example.test,
     /// 192.0.2.1, spiffe://example.test/service, ...
     #[arg(long, value_name = "NAME")]
@@ -221,6 +231,8 @@ struct QueryArgs {
     policy: PolicyArg,
     #[command(flatten)]
     security: SecurityArgs,
+    #[command(flatten)]
+    user: user::UserArgs,
     /// The principal the server must prove.
     #[arg(long, value_name = "NAME")]
     peer_name: String,
@@ -245,6 +257,7 @@ fn main() -> ExitCode {
         Command::Init(args) => init(args),
         Command::Issue(args) => issue(args),
         Command::Doctor(args) => return doctor(args),
+        Command::User(command) => user::run(command),
         Command::Serve(args) => serve(args),
         Command::Connect(args) => connect(args),
         Command::Query(args) => query(args),
@@ -484,12 +497,14 @@ fn serve(args: ServeArgs) -> Result<()> {
         max_handshakes: args.max_handshakes,
         settings: args.security.settings()?,
         allow_peers: args.allow_peer,
+        impersonate: args.impersonate,
     })
 }
 
 fn connect_to(
     policy: &PolicyArg,
     security: &SecurityArgs,
+    user: &user::UserArgs,
     peer_name: &str,
     addr: &str,
 ) -> Result<SecureStream> {
@@ -497,7 +512,7 @@ fn connect_to(
     let target = PeerTargetName::parse(peer_name).context("--peer-name")?;
     let addr = resolve(addr)?;
     let mut socket = SecureSocket::with_platform(domain_of(&addr), platform)?;
-    socket.set_security(&security.settings()?)?;
+    socket.set_security(&user.apply(security.settings()?)?)?;
     socket.set_peer_target_name(target)?;
     socket
         .connect(addr)
@@ -505,7 +520,13 @@ fn connect_to(
 }
 
 fn connect(args: ConnectArgs) -> Result<()> {
-    let mut stream = connect_to(&args.policy, &args.security, &args.peer_name, &args.addr)?;
+    let mut stream = connect_to(
+        &args.policy,
+        &args.security,
+        &args.user,
+        &args.peer_name,
+        &args.addr,
+    )?;
     // Standard input is read on its own thread; the connection is served here, reading
     // with a short timeout so that sending and receiving interleave.
     let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
@@ -570,7 +591,13 @@ fn connect(args: ConnectArgs) -> Result<()> {
 }
 
 fn query(args: QueryArgs) -> Result<()> {
-    let stream = connect_to(&args.policy, &args.security, &args.peer_name, &args.addr)?;
+    let stream = connect_to(
+        &args.policy,
+        &args.security,
+        &args.user,
+        &args.peer_name,
+        &args.addr,
+    )?;
     let info = stream.query_security();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&info)?);

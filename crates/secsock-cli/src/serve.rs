@@ -39,6 +39,8 @@ pub struct Options {
     pub settings: SecuritySettings,
     /// The principals allowed to connect, and from where (empty: any proven principal).
     pub allow_peers: Vec<(PeerTargetName, AddressPrefix)>,
+    /// Handle each connection as its peer (the mapped local account).
+    pub impersonate: bool,
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns the soft limit now in force.
@@ -121,6 +123,7 @@ async fn serve(options: Options, max_connections: usize) -> Result<()> {
     let connections = Arc::new(Semaphore::new(max_connections));
     let handshakes = Arc::new(Semaphore::new(options.max_handshakes.max(1)));
     let json = options.json;
+    let impersonate = options.impersonate;
     loop {
         let pending = match listener.accept_pending().await {
             Ok(pending) => pending,
@@ -147,6 +150,18 @@ async fn serve(options: Options, max_connections: usize) -> Result<()> {
                 pending.handshake().await
             };
             match stream {
+                Ok(stream) if impersonate => {
+                    report(peer, &stream.query_security(), json);
+                    // Impersonation is per thread: the whole connection is handled on one
+                    // blocking thread, acting as the peer, and driven from there.
+                    let runtime = tokio::runtime::Handle::current();
+                    let handled =
+                        tokio::task::spawn_blocking(move || serve_as_peer(peer, stream, &runtime))
+                            .await;
+                    if let Err(e) = handled {
+                        eprintln!("secsock: {peer}: {e}");
+                    }
+                }
                 Ok(stream) => {
                     report(peer, &stream.query_security(), json);
                     if let Err(e) = echo(stream).await {
@@ -159,6 +174,51 @@ async fn serve(options: Options, max_connections: usize) -> Result<()> {
     }
 }
 
+/// Handles one connection on the calling (blocking) thread, impersonating its peer; a
+/// peer that cannot be impersonated is refused, and the connection closed.
+fn serve_as_peer(peer: SocketAddr, stream: SecureStream, runtime: &tokio::runtime::Handle) {
+    let info = stream.query_security();
+    let principal = info
+        .peer_application
+        .as_ref()
+        .or(info.peer_machine.as_ref())
+        .and_then(|id| id.names.first())
+        .map(|n| n.to_string())
+        .unwrap_or_else(|| "(none)".into());
+    let guard = match stream.impersonate_peer() {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("secsock: {peer}: refused: cannot impersonate {principal}: {e}");
+            let _ = runtime.block_on(stream.close());
+            return;
+        }
+    };
+    let account = guard.account();
+    let mut out = io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{peer} impersonating {principal} as {} (uid {}, fsuid {})",
+        account.name,
+        account.uid,
+        thread_fsuid()
+            .map(|u| u.to_string())
+            .unwrap_or_else(|| "?".into())
+    );
+    let _ = out.flush();
+    drop(out);
+    if let Err(e) = runtime.block_on(echo(stream)) {
+        eprintln!("secsock: {peer}: {e}");
+    }
+    drop(guard);
+}
+
+/// The calling thread's file-system uid, as the kernel reports it.
+fn thread_fsuid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(4)?.parse().ok()
+}
+
 fn report(peer: SocketAddr, info: &SecurityInfo, json: bool) {
     let line = if json {
         let mut value = serde_json::to_value(info).unwrap_or_default();
@@ -167,7 +227,18 @@ fn report(peer: SocketAddr, info: &SecurityInfo, json: bool) {
         }
         value.to_string()
     } else if info.is_secured() {
-        format!("{peer} secured: {}", proven_names(info))
+        match &info.peer_application {
+            Some(user) => format!(
+                "{peer} secured: {}; user {}",
+                proven_names(info),
+                user.names
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => format!("{peer} secured: {}", proven_names(info)),
+        }
     } else {
         let why = info
             .negotiation_error

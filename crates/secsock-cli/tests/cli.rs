@@ -1066,3 +1066,380 @@ fn serve_allow_peer_admits_only_the_named_principal() {
         text(&refused.stderr)
     );
 }
+
+// ---- user authentication and impersonation ----
+
+/// Appends `[users]` (and `extra`) to the server policy, and adds alice with `password`.
+fn with_users(domain: &Domain, extra: &str, password: &str) -> PathBuf {
+    let policy = domain.server_policy();
+    let mut body = std::fs::read_to_string(&policy).unwrap();
+    body.push_str(&format!(
+        "\n[users]\nfile = \"users.toml\"\ndomain = \"EXAMPLE.TEST\"\n{extra}\n"
+    ));
+    std::fs::write(&policy, body).unwrap();
+    let pw = domain.path("alice.pw");
+    std::fs::write(&pw, format!("{password}\n")).unwrap();
+    let out = run(&[
+        "user",
+        "add",
+        "alice",
+        "--policy",
+        p(&policy),
+        "--password-file",
+        p(&pw),
+        "--iterations",
+        "4096",
+    ]);
+    assert!(out.status.success(), "user add: {}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("user:alice@EXAMPLE.TEST added"),
+        "{}",
+        text(&out.stdout)
+    );
+    pw
+}
+
+#[test]
+fn user_add_stores_a_verifier_never_the_password_and_remove_takes_it_out() {
+    let domain = Domain::new();
+    with_users(&domain, "", "correct horse battery staple");
+    let users = domain.path("ca-host/users.toml");
+    let stored = std::fs::read_to_string(&users).unwrap();
+    assert!(
+        stored.contains("\"alice@EXAMPLE.TEST\" = \"SCRAM-SHA-256$4096:"),
+        "{stored}"
+    );
+    assert!(!stored.contains("correct horse"), "the password was stored");
+    assert_eq!(
+        std::fs::metadata(&users).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let policy = domain.server_policy();
+    let out = run(&[
+        "user",
+        "remove",
+        "alice@example.test",
+        "--policy",
+        p(&policy),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!std::fs::read_to_string(&users).unwrap().contains("alice@"));
+    let again = run(&["user", "remove", "alice", "--policy", p(&policy)]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("is not in"),
+        "{}",
+        text(&again.stderr)
+    );
+    // Without [users] file, user add says what to add.
+    let client_policy = domain.path("client/policy.toml");
+    let pw = domain.path("alice.pw");
+    let out = run(&[
+        "user",
+        "add",
+        "bob@EXAMPLE.TEST",
+        "--policy",
+        p(&client_policy),
+        "--password-file",
+        p(&pw),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("[users]"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn connect_and_query_prove_a_user_by_password() {
+    let domain = Domain::new();
+    let pw = with_users(&domain, "authentication = \"required\"", "pencil");
+    let server = serve(&domain.server_policy(), &[]);
+    let client = domain.path("client/policy.toml");
+    let mut child = secsock()
+        .args([
+            "connect",
+            "--policy",
+            p(&client),
+            "--peer-name",
+            "server.example.test",
+            "--user",
+            "alice@EXAMPLE.TEST",
+            "--password-file",
+            p(&pw),
+            &server.addr,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"as alice\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "as alice\n");
+    let line = server.lines.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        line.ends_with("secured: client.example.test; user user:alice@EXAMPLE.TEST"),
+        "{line}"
+    );
+
+    // Without credentials, a server that requires them refuses, saying so.
+    let out = connect(&client, "server.example.test", &server.addr, b"anonymous\n");
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(
+        text(&out.stderr).contains("requires user authentication"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A wrong password: refused, generically.
+    let wrong = domain.path("wrong.pw");
+    std::fs::write(&wrong, "pencils\n").unwrap();
+    let out = run(&[
+        "query",
+        "--policy",
+        p(&client),
+        "--peer-name",
+        "server.example.test",
+        "--user",
+        "alice@EXAMPLE.TEST",
+        "--password-file",
+        p(&wrong),
+        &server.addr,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("user authentication failed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let unknown = run(&[
+        "query",
+        "--policy",
+        p(&client),
+        "--peer-name",
+        "server.example.test",
+        "--user",
+        "mallory@EXAMPLE.TEST",
+        "--password-file",
+        p(&wrong),
+        &server.addr,
+    ]);
+    let reason = |s: &str| {
+        s.lines()
+            .last()
+            .unwrap_or_default()
+            .replace("mallory", "alice")
+    };
+    assert_eq!(
+        reason(&text(&unknown.stderr)),
+        reason(&text(&out.stderr)),
+        "no oracle between unknown user and wrong password"
+    );
+}
+
+#[test]
+fn serve_json_and_query_report_the_proven_user() {
+    let domain = Domain::new();
+    let pw = with_users(&domain, "", "pencil");
+    let server = serve(&domain.server_policy(), &["--json"]);
+    let out = run(&[
+        "query",
+        "--policy",
+        p(&domain.path("client/policy.toml")),
+        "--peer-name",
+        "server.example.test",
+        "--user",
+        "alice@EXAMPLE.TEST",
+        "--password-file",
+        p(&pw),
+        "--json",
+        &server.addr,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = server.lines.recv_timeout(Duration::from_secs(10)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["impersonated"], true);
+    assert_eq!(
+        v["peer_application"]["names"],
+        serde_json::json!(["user:alice@EXAMPLE.TEST"])
+    );
+    assert!(v["peer_application"]["proven_by"]
+        .as_str()
+        .unwrap()
+        .starts_with("password"));
+    assert!(v["peer_application"]["not_after"].is_null());
+    assert_eq!(
+        v["peer_machine"]["names"],
+        serde_json::json!(["client.example.test"])
+    );
+}
+
+#[test]
+fn connect_proves_a_user_with_a_user_certificate() {
+    let domain = Domain::new();
+    domain.issue("user:carol@EXAMPLE.TEST", "carol", &[]);
+    with_users(&domain, "authentication = \"required\"", "pencil");
+    let server = serve(&domain.server_policy(), &["--json"]);
+    let out = run(&[
+        "query",
+        "--policy",
+        p(&domain.path("client/policy.toml")),
+        "--peer-name",
+        "server.example.test",
+        "--user-cert",
+        p(&domain.path("carol/identity/host.crt")),
+        "--user-key",
+        p(&domain.path("carol/identity/host.key")),
+        &server.addr,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value =
+        serde_json::from_str(&server.lines.recv_timeout(Duration::from_secs(10)).unwrap()).unwrap();
+    assert_eq!(
+        v["peer_application"]["names"],
+        serde_json::json!(["user:carol@EXAMPLE.TEST"])
+    );
+    assert!(v["peer_application"]["proven_by"]
+        .as_str()
+        .unwrap()
+        .starts_with("user certificate"));
+}
+
+/// A local account for the test, removed when dropped.
+struct LocalUser(String);
+
+impl LocalUser {
+    fn new(tag: &str) -> Self {
+        let name = format!("ssc{}{tag}", std::process::id() % 100000);
+        let ok = Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/usr/sbin/nologin", &name])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "useradd {name}");
+        Self(name)
+    }
+}
+
+impl Drop for LocalUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn impersonation_serve_runs_each_connection_as_its_peer() {
+    let local = LocalUser::new("a");
+    let uid: u32 = text(
+        &Command::new("id")
+            .args(["-u", &local.0])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    let domain = Domain::new();
+    let policy = domain.server_policy();
+    let pw = with_users(
+        &domain,
+        "\n[[accounts]]\nprincipal = \"user:*@EXAMPLE.TEST\"\nuser = \"{name}\"",
+        "pencil",
+    );
+    // The SCRAM user is named like the local account.
+    let pw_local = domain.path("local.pw");
+    std::fs::copy(&pw, &pw_local).unwrap();
+    let out = run(&[
+        "user",
+        "add",
+        &local.0,
+        "--policy",
+        p(&policy),
+        "--password-file",
+        p(&pw_local),
+        "--iterations",
+        "4096",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let server = serve(&policy, &["--impersonate"]);
+    let mut child = secsock()
+        .args([
+            "connect",
+            "--policy",
+            p(&domain.path("client/policy.toml")),
+            "--peer-name",
+            "server.example.test",
+            "--user",
+            &format!("{}@EXAMPLE.TEST", local.0),
+            "--password-file",
+            p(&pw_local),
+            &server.addr,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hi\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hi\n");
+    let _secured = server.lines.recv_timeout(Duration::from_secs(10)).unwrap();
+    let line = server.lines.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        line.contains(&format!(
+            "impersonating user:{}@EXAMPLE.TEST as {} (uid {uid}, fsuid {uid})",
+            local.0, local.0
+        )),
+        "{line}"
+    );
+    // alice authenticates, but has no local account: she is not served (the server's log
+    // says why), and nothing is echoed.
+    assert!(
+        !Command::new("id")
+            .arg("alice")
+            .output()
+            .unwrap()
+            .status
+            .success(),
+        "a local alice exists here"
+    );
+    let mut child = secsock()
+        .args([
+            "connect",
+            "--policy",
+            p(&domain.path("client/policy.toml")),
+            "--peer-name",
+            "server.example.test",
+            "--user",
+            "alice@EXAMPLE.TEST",
+            "--password-file",
+            p(&pw),
+            &server.addr,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"not served\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        !contains(&out.stdout, b"not served"),
+        "served without a local account"
+    );
+}
