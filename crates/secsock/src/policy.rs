@@ -2472,7 +2472,10 @@ session_lifetime = "7d"
         assert_eq!(policy.users.domain.as_deref(), Some("EXAMPLE.TEST"));
         assert_eq!(
             policy.accounts,
-            [AccountRule::new("user:*@EXAMPLE.TEST", "{name}"), AccountRule::new("host/db.example.test", "dbhost")]
+            [
+                AccountRule::new("user:*@EXAMPLE.TEST", "{name}"),
+                AccountRule::new("host/db.example.test", "dbhost")
+            ]
         );
         // Without [users], user authentication is off; [users] alone makes it optional.
         let plain = Policy::from_toml(IDENTITY_AND_TRUST, &dir.path().join("policy.toml")).unwrap();
@@ -2481,10 +2484,17 @@ session_lifetime = "7d"
         let p = Policy::from_toml(&users_only, &dir.path().join("policy.toml")).unwrap();
         assert_eq!(p.users.authentication, UserAuthentication::Optional);
 
-        let e = load_err(&dir, &format!("{IDENTITY_AND_TRUST}\n[users]\nauthentication = \"sometimes\"\n"));
+        let e = load_err(
+            &dir,
+            &format!("{IDENTITY_AND_TRUST}\n[users]\nauthentication = \"sometimes\"\n"),
+        );
         assert_eq!(shown(&dir, &e), "policy.toml:9: users.authentication: `sometimes` is not one of: off, optional, required");
         let e = load_err(&dir, &format!("{IDENTITY_AND_TRUST}\n[[accounts]]\nprincipal = \"user:alice@X\"\nuser = \"{{name}}\"\n"));
-        assert!(shown(&dir, &e).starts_with("policy.toml:8: accounts: "), "{}", shown(&dir, &e));
+        assert!(
+            shown(&dir, &e).starts_with("policy.toml:8: accounts: "),
+            "{}",
+            shown(&dir, &e)
+        );
         assert!(shown(&dir, &e).contains("{name}"), "{}", shown(&dir, &e));
     }
 
