@@ -33,6 +33,8 @@
 //! - [`info`]: `SOCKET_SECURITY_QUERY_INFO` — what a connection got.
 //! - [`socket`], [`stream`], [`listener`]: the blocking front end.
 //! - `tokio` (feature `tokio`): the async front end, the same names.
+//! - [`scram`], [`users`]: user (application) authentication after the handshake.
+//! - [`impersonate`]: `WSAImpersonateSocketPeer` — acting as the peer's local account.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
