@@ -24,6 +24,7 @@ use crate::session::{negotiation_io_error, Clear, Session};
 use crate::settings::SecuritySettings;
 use crate::socket::Secured;
 use crate::stream::SecureStream;
+use crate::tls::client_hello_offers;
 
 /// How an accepted connection is treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,8 +43,9 @@ pub(crate) enum Mode {
 pub(crate) struct Admission {
     pub secured: Secured,
     names: RwLock<PeerNames>,
-    /// Server configurations restricted to a set of names, built once per set.
-    restricted: Mutex<HashMap<Vec<PeerTargetName>, Arc<ServerConfig>>>,
+    /// Server configurations restricted to a set of names, built once per set (and per
+    /// whether the user-authentication ALPN is offered).
+    restricted: Mutex<HashMap<(Vec<PeerTargetName>, bool), Arc<ServerConfig>>>,
 }
 
 impl Admission {
@@ -93,8 +95,9 @@ impl Admission {
         self.names.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The server session for a client at `ip`: restricted to the names that apply there.
-    pub(crate) fn session_for(&self, ip: IpAddr) -> Result<Session, Error> {
+    /// The server session for a client at `ip` (restricted to the names that apply
+    /// there) that does or does not offer the user-authentication ALPN.
+    pub(crate) fn session_for(&self, ip: IpAddr, user_alpn: bool) -> Result<Session, Error> {
         let ctx = &self.secured.ctx;
         let allowed = self
             .names
@@ -102,19 +105,20 @@ impl Admission {
             .unwrap_or_else(|p| p.into_inner())
             .applicable(ip);
         if allowed.is_empty() {
-            return Session::server(ctx.clone(), None);
+            return Session::server(ctx.clone(), Some(ctx.server_config(user_alpn)));
         }
         let mut restricted = self.restricted.lock().unwrap_or_else(|p| p.into_inner());
-        let config = match restricted.get(&allowed) {
+        let key = (allowed, user_alpn);
+        let config = match restricted.get(&key) {
             Some(config) => config.clone(),
             None => {
-                let config =
-                    ctx.restricted_server_config(allowed.clone())
-                        .map_err(|e| Error::Config {
-                            policy: ctx.policy.name.clone(),
-                            reason: e.to_string(),
-                        })?;
-                restricted.insert(allowed, config.clone());
+                let config = ctx
+                    .restricted_server_config(key.0.clone(), user_alpn)
+                    .map_err(|e| Error::Config {
+                        policy: ctx.policy.name.clone(),
+                        reason: e.to_string(),
+                    })?;
+                restricted.insert(key, config.clone());
                 config
             }
         };
@@ -268,7 +272,8 @@ impl PendingStream {
             },
             Mode::Tls => {}
         }
-        let session = admission.session_for(self.peer_addr.ip())?;
+        let user_alpn = self.offers_user_alpn()?;
+        let session = admission.session_for(self.peer_addr.ip(), user_alpn)?;
         let mut stream =
             SecureStream::handshake(self.socket, self.peer_addr, session, self.accepted)?;
         stream.authenticate_user(
@@ -282,35 +287,60 @@ impl PendingStream {
     /// [`CLEAR_TEXT_WAIT`] (and the handshake timeout).
     fn peek(&self) -> Result<Peeked, Error> {
         let limit = CLEAR_TEXT_WAIT.min(self.admission.secured.ctx.handshake_timeout);
-        let deadline = self.accepted + limit;
-        let mut buf = [0u8; 6];
+        Ok(
+            match self.peek_until(self.accepted + limit, 6, Peeked::from_bytes)? {
+                (Some(verdict), _) => verdict,
+                (None, 0) => Peeked::Nothing,
+                // Some bytes consistent with a ClientHello: the handshake is left to judge.
+                (None, _) => Peeked::ClientHello,
+            },
+        )
+    }
+
+    /// Whether the client's ClientHello offers the user-authentication ALPN (only asked
+    /// on listeners with user authentication on; see `CryptoContext::server_config`).
+    fn offers_user_alpn(&self) -> Result<bool, Error> {
+        let ctx = &self.admission.secured.ctx;
+        if !ctx.needs_alpn_choice() {
+            return Ok(true);
+        }
+        let decide = |bytes: &[u8]| client_hello_offers(bytes, crate::userauth::ALPN);
+        // Undecided at the deadline: the handshake will time out anyway.
+        Ok(self
+            .peek_until(self.accepted + ctx.handshake_timeout, PEEK_LIMIT, decide)?
+            .0
+            .unwrap_or(false))
+    }
+
+    /// Peeks at up to `limit` bytes until `decide` gives an answer or `deadline` passes;
+    /// also says how many bytes it last saw.
+    fn peek_until<T>(
+        &self,
+        deadline: Instant,
+        limit: usize,
+        decide: impl Fn(&[u8]) -> Option<T>,
+    ) -> Result<(Option<T>, usize), Error> {
+        let mut buf = vec![0u8; limit];
         let mut seen = 0;
         loop {
             let Some(left) = deadline
                 .checked_duration_since(Instant::now())
                 .filter(|d| !d.is_zero())
             else {
-                // Some bytes consistent with a ClientHello: let the handshake decide.
-                return Ok(if seen == 0 {
-                    Peeked::Nothing
-                } else {
-                    Peeked::ClientHello
-                });
+                return Ok((None, seen));
             };
             self.socket.set_read_timeout(Some(left))?;
             match self.socket.peek(&mut buf) {
-                Ok(0) => {
-                    return Err(NegotiationError::PeerClosed {
-                        peer: crate::error::Peer::Client,
-                    }
-                    .into())
-                }
+                Ok(0) => return Err(NegotiationError::PeerClosed { peer: Peer::Client }.into()),
                 Ok(n) => {
                     seen = n;
-                    if let Some(verdict) = Peeked::from_bytes(&buf[..n]) {
-                        return Ok(verdict);
+                    if let Some(verdict) = decide(&buf[..n]) {
+                        return Ok((Some(verdict), n));
                     }
-                    // A ClientHello is arriving in pieces: look again shortly.
+                    if n == limit {
+                        return Ok((None, n));
+                    }
+                    // More is arriving in pieces: look again shortly.
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(e)
@@ -320,8 +350,12 @@ impl PendingStream {
                     ) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // A client that resets while we look is that client's failure.
-                Err(e) => return Err(negotiation_io_error(e, Peer::Client, limit)),
+                Err(e) => return Err(negotiation_io_error(e, Peer::Client, CLEAR_TEXT_WAIT)),
             }
         }
     }
 }
+
+/// The most a listener peeks at to read a ClientHello's ALPN (a ClientHello with a
+/// post-quantum key share is about 1.5 KB; rustls refuses more than 64 KiB anyway).
+pub(crate) const PEEK_LIMIT: usize = 16 * 1024;

@@ -16,7 +16,7 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::error::{Error, NegotiationError, Peer};
 use crate::info::{Id128, InfoFlags, KeyExchange, PeerIdentity, ProofMethod, SecurityInfo};
-use crate::name::{CertificateNames, PeerTargetName};
+use crate::name::{CertificateNames, PeerTargetName, PrincipalName};
 use crate::tls::{ConnectionTickets, CryptoContext};
 use crate::verify::{negotiation_error_from_tls, ServerIdentityVerifier, Usage};
 
@@ -300,14 +300,21 @@ impl Session {
         &self,
     ) -> Result<crate::impersonate::LocalAccount, crate::impersonate::ImpersonationError> {
         let info = self.info();
-        let names: Vec<String> = match info
+        // A DNS name is shorthand for `host/NAME` (SPEC §3): rules may use either spelling,
+        // and rule order still decides.
+        let mut names: Vec<String> = Vec::new();
+        if let Some(identity) = info
             .peer_application
             .as_ref()
             .or(info.peer_machine.as_ref())
         {
-            Some(identity) => identity.names.iter().map(|n| n.to_string()).collect(),
-            None => Vec::new(),
-        };
+            for name in &identity.names {
+                names.push(name.to_string());
+                if let PrincipalName::Dns(dns) = name {
+                    names.push(format!("host/{}", dns.as_str()));
+                }
+            }
+        }
         crate::impersonate::account_for_peer(&self.ctx.users.accounts, &names)
     }
 

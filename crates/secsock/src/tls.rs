@@ -43,7 +43,12 @@ pub(crate) struct CryptoContext {
     /// The policy's `[defaults] handshake_timeout`.
     pub handshake_timeout: Duration,
     pub provider: Arc<CryptoProvider>,
+    /// The server configuration (with the user-authentication ALPN when `[users]` is on).
     pub server: Arc<ServerConfig>,
+    /// The same without any ALPN, for clients that do not offer the user-authentication
+    /// step: rustls refuses a client whose ALPN offer has no protocol in common with the
+    /// server's, so a listener with `[users]` must not present one to such a client.
+    server_without_alpn: Arc<ServerConfig>,
     client: ClientConfig,
     pub validator: Arc<ChainValidator>,
     tickets: TicketRegistry,
@@ -89,7 +94,6 @@ impl CryptoContext {
             .map_err(|e| format!("identity {}: {e}", identity.certificate_file.display()))?;
         // The policy, not the client, decides which of the allowed suites and groups win.
         server.ignore_client_order = true;
-        server.alpn_protocols = server_alpn(&users);
         // Stateless tickets: resumption costs the server no memory per session.
         server.session_storage = Arc::new(NoServerSessionStorage {});
         if policy.session_lifetime.is_zero() {
@@ -98,6 +102,9 @@ impl CryptoContext {
             server.ticketer =
                 Arc::new(SessionTicketer::new(policy.session_lifetime).map_err(|e| e.to_string())?);
         }
+        // The same, ticketer included, with and without the user-authentication ALPN.
+        let server_without_alpn = Arc::new(server.clone());
+        server.alpn_protocols = server_alpn(&users);
 
         let mut client = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(versions)
@@ -117,6 +124,7 @@ impl CryptoContext {
 
         Ok(Self {
             users,
+            server_without_alpn,
             policy: policy.clone(),
             handshake_timeout,
             provider,
@@ -163,6 +171,7 @@ impl CryptoContext {
     pub(crate) fn restricted_server_config(
         &self,
         allowed: Vec<crate::name::PeerTargetName>,
+        user_alpn: bool,
     ) -> Result<Arc<ServerConfig>, rustls::Error> {
         let mut server = ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -172,7 +181,9 @@ impl CryptoContext {
             }))
             .with_cert_resolver(self.server.cert_resolver.clone());
         server.ignore_client_order = true;
-        server.alpn_protocols = server_alpn(&self.users);
+        if user_alpn {
+            server.alpn_protocols = server_alpn(&self.users);
+        }
         server.session_storage = Arc::new(NoServerSessionStorage {});
         server.send_tls13_tickets = 0;
         Ok(Arc::new(server))
@@ -190,6 +201,45 @@ impl CryptoContext {
         // the identifier less unique, never weakens the connection.
         let _ = self.provider.secure_random.fill(&mut bytes);
         u128::from_be_bytes(bytes)
+    }
+}
+
+impl CryptoContext {
+    /// Whether listeners must look at a ClientHello's ALPN before choosing a configuration
+    /// (see [`CryptoContext::server_config`]).
+    pub(crate) fn needs_alpn_choice(&self) -> bool {
+        self.users.authentication != crate::policy::UserAuthentication::Off
+    }
+
+    /// The server configuration for a client that does (or does not) offer the
+    /// user-authentication ALPN.
+    pub(crate) fn server_config(&self, user_alpn: bool) -> Arc<ServerConfig> {
+        if user_alpn {
+            self.server.clone()
+        } else {
+            self.server_without_alpn.clone()
+        }
+    }
+}
+
+/// Whether the ClientHello at the start of `bytes` offers the ALPN `protocol`: `None` while
+/// the ClientHello is incomplete. Parsed by rustls itself; bytes that are not a ClientHello
+/// count as no offer (the handshake then fails on them properly).
+pub(crate) fn client_hello_offers(bytes: &[u8], protocol: &[u8]) -> Option<bool> {
+    let mut acceptor = rustls::server::Acceptor::default();
+    let mut input = bytes;
+    if acceptor.read_tls(&mut input).is_err() {
+        return Some(false);
+    }
+    match acceptor.accept() {
+        Ok(Some(accepted)) => Some(
+            accepted
+                .client_hello()
+                .alpn()
+                .is_some_and(|mut offered| offered.any(|p| p == protocol)),
+        ),
+        Ok(None) => None,
+        Err(_) => Some(false),
     }
 }
 

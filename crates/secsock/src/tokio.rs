@@ -44,7 +44,7 @@ use crate::error::{Error, NegotiationError};
 use crate::fallback::{self, CLEAR_TEXT_WAIT};
 use crate::impersonate::{ImpersonationError, ImpersonationGuard};
 use crate::info::SecurityInfo;
-use crate::listener::{Admission, Mode, Peeked};
+use crate::listener::{Admission, Mode, Peeked, PEEK_LIMIT};
 use crate::name::PeerTargetName;
 use crate::peers::{AddressPrefix, PeerNames};
 use crate::platform::Platform;
@@ -56,6 +56,7 @@ use crate::settings::SecuritySettings;
 use crate::settings::UserCredentials;
 use crate::socket::{connect_timed_out, fallback_socket, Plan};
 use crate::stream::{protocol_error, truncation_error};
+use crate::tls::client_hello_offers;
 use crate::tls::CryptoContext;
 use crate::userauth::{self, ClientExchange, Frame, ServerExchange, Step};
 use socket2::{Domain, Socket};
@@ -324,7 +325,8 @@ impl PendingStream {
             },
             Mode::Tls => {}
         }
-        let mut session = admission.session_for(self.peer_addr.ip())?;
+        let user_alpn = self.offers_user_alpn().await?;
+        let mut session = admission.session_for(self.peer_addr.ip(), user_alpn)?;
         drive_handshake(&mut self.io, &mut session, self.accepted).await?;
         let mut stream = SecureStream::established(self.io, self.peer_addr, session)?;
         stream
@@ -340,30 +342,62 @@ impl PendingStream {
     /// [`CLEAR_TEXT_WAIT`] (and the handshake timeout).
     async fn peek(&mut self) -> Result<Peeked, Error> {
         let limit = CLEAR_TEXT_WAIT.min(self.admission.secured.ctx.handshake_timeout);
-        let deadline = ::tokio::time::Instant::from_std(self.accepted + limit);
-        let mut buf = [0u8; 6];
+        Ok(
+            match self
+                .peek_until(self.accepted + limit, 6, Peeked::from_bytes)
+                .await?
+            {
+                (Some(verdict), _) => verdict,
+                (None, 0) => Peeked::Nothing,
+                // Some bytes consistent with a ClientHello: the handshake is left to judge.
+                (None, _) => Peeked::ClientHello,
+            },
+        )
+    }
+
+    /// See [`crate::PendingStream`]'s blocking counterpart.
+    async fn offers_user_alpn(&mut self) -> Result<bool, Error> {
+        let ctx = self.admission.secured.ctx.clone();
+        if !ctx.needs_alpn_choice() {
+            return Ok(true);
+        }
+        let decide = |bytes: &[u8]| client_hello_offers(bytes, crate::userauth::ALPN);
+        let deadline = self.accepted + ctx.handshake_timeout;
+        Ok(self
+            .peek_until(deadline, PEEK_LIMIT, decide)
+            .await?
+            .0
+            .unwrap_or(false))
+    }
+
+    /// Peeks at up to `limit` bytes until `decide` answers or `deadline` passes; also says
+    /// how many bytes it last saw.
+    async fn peek_until<T>(
+        &mut self,
+        deadline: Instant,
+        limit: usize,
+        decide: impl Fn(&[u8]) -> Option<T>,
+    ) -> Result<(Option<T>, usize), Error> {
+        let deadline = ::tokio::time::Instant::from_std(deadline);
+        let mut buf = vec![0u8; limit];
         let mut seen = 0;
         loop {
             match ::tokio::time::timeout_at(deadline, self.io.peek(&mut buf)).await {
-                // Some bytes consistent with a ClientHello: let the handshake decide.
-                Err(_) => {
-                    return Ok(if seen == 0 {
-                        Peeked::Nothing
-                    } else {
-                        Peeked::ClientHello
-                    })
-                }
+                Err(_) => return Ok((None, seen)),
                 Ok(Ok(0)) => return Err(NegotiationError::PeerClosed { peer: Peer::Client }.into()),
                 Ok(Ok(n)) => {
                     seen = n;
-                    if let Some(verdict) = Peeked::from_bytes(&buf[..n]) {
-                        return Ok(verdict);
+                    if let Some(verdict) = decide(&buf[..n]) {
+                        return Ok((Some(verdict), n));
                     }
-                    // A ClientHello arriving in pieces: look again shortly.
+                    if n == limit {
+                        return Ok((None, n));
+                    }
+                    // More is arriving in pieces: look again shortly.
                     ::tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                 }
                 // A client that resets while we look is that client's failure.
-                Ok(Err(e)) => return Err(negotiation_io_error(e, Peer::Client, limit)),
+                Ok(Err(e)) => return Err(negotiation_io_error(e, Peer::Client, CLEAR_TEXT_WAIT)),
             }
         }
     }

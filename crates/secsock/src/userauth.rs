@@ -335,6 +335,14 @@ impl ClientExchange {
                 ))
             }
             Some(UserCredentials::Certificate { chain, key }) => {
+                let size: usize = chain.iter().map(|c| 2 + c.len()).sum();
+                if chain.len() > 8 || size > MAX_FRAME - 1024 {
+                    return Err(local(format!(
+                        "the user certificate chain is too large to send ({} certificates, {size} bytes; at most 8 and {} bytes)",
+                        chain.len(),
+                        MAX_FRAME - 1024
+                    )));
+                }
                 let key = PrivateKeyDer::try_from(key.expose().to_vec())
                     .map_err(|e| local(format!("the user key cannot be read: {e}")))?;
                 let signing = provider

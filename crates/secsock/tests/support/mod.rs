@@ -1469,3 +1469,469 @@ pub mod async_enforcement_fixtures {
         socket.connect(addr).await
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// User-authentication fixtures (user_authentication.rs, user_authentication_tokio.rs,
+// impersonation_e2e.rs): users files with fast verifiers, user certificates, a raw rustls
+// peer speaking the user-authentication frames (for the relay attacker), and local accounts.
+
+/// Fixtures for the user-authentication step and for impersonating its users.
+pub mod user_fixtures {
+    use std::io::{self, Read, Write};
+    use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+    use std::path::{Path, PathBuf};
+    use std::sync::{mpsc, Arc};
+    use std::thread;
+    use std::time::Duration;
+
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls::{ClientConnection, RootCertStore, ServerConnection, StreamOwned};
+    use secsock::scram::Verifier;
+
+    use super::{pattern, Host, San, TrustDomain};
+
+    /// PBKDF2 iterations of test verifiers: the protocol's minimum (the default, 600,000,
+    /// takes seconds in a debug build).
+    pub const TEST_ITERATIONS: u32 = 4096;
+
+    /// The user-authentication ALPN protocol (the wire contract of `userauth`).
+    pub const USER_ALPN: &[u8] = b"secsock-user/1";
+
+    /// Frame types of the user-authentication step.
+    pub const HELLO: u8 = 1;
+    pub const CHALLENGE: u8 = 2;
+    pub const RESPONSE: u8 = 3;
+    pub const SUCCESS: u8 = 4;
+    pub const FAILURE: u8 = 5;
+
+    /// Policy TOML for `[users]` with the verifiers in `users.toml` beside the policy and
+    /// `authentication` = `off`, `optional` or `required`.
+    pub fn users_section(authentication: &str) -> String {
+        format!("[users]\nfile = \"users.toml\"\nauthentication = \"{authentication}\"\n")
+    }
+
+    /// The users file a host's `[users]` section (from [`users_section`]) names.
+    pub fn users_file(host: &Host) -> PathBuf {
+        host.dir.join("users.toml")
+    }
+
+    /// Adds (or replaces) `name@domain` with `password` to the users file `file`, with a
+    /// [`TEST_ITERATIONS`] verifier.
+    pub fn add_test_user(file: &Path, name: &str, domain: &str, password: &str) {
+        let salt = pattern(16, super::checksum(name.as_bytes()));
+        let verifier = Verifier::new(password, &salt, TEST_ITERATIONS).unwrap();
+        let key = secsock::users::user_key(name, domain);
+        secsock::users::add_user(file, &key, verifier, &|buf: &mut [u8]| {
+            buf.copy_from_slice(&pattern(buf.len(), 0x5ec5))
+        })
+        .unwrap();
+    }
+
+    /// A user certificate chain (leaf only) and its key.
+    pub struct UserCert {
+        pub chain: Vec<CertificateDer<'static>>,
+        pub key: PrivateKeyDer<'static>,
+    }
+
+    impl UserCert {
+        pub fn key(&self) -> PrivateKeyDer<'static> {
+            self.key.clone_key()
+        }
+    }
+
+    impl TrustDomain {
+        /// A user certificate for client authentication with `sans`, issued by this CA.
+        pub fn user_certificate(&self, sans: &[San]) -> UserCert {
+            self.user_certificate_with(sans, |_| {})
+        }
+
+        /// Like [`TrustDomain::user_certificate`], with a hook to adjust the certificate.
+        pub fn user_certificate_with(
+            &self,
+            sans: &[San],
+            adjust: impl FnOnce(&mut CertificateParams),
+        ) -> UserCert {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.subject_alt_names = sans.iter().map(San::to_rcgen).collect();
+            params
+                .distinguished_name
+                .push(DnType::CommonName, "test user");
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            adjust(&mut params);
+            let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            UserCert {
+                chain: vec![cert.der().clone()],
+                key: PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            }
+        }
+    }
+
+    impl Host {
+        /// This host's certificate chain and key, for a raw rustls peer.
+        pub fn credentials(&self) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+            let chain = CertificateDer::pem_file_iter(&self.cert)
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            (chain, PrivateKeyDer::from_pem_file(&self.key).unwrap())
+        }
+
+        /// The trust domain's CA as a rustls root store.
+        pub fn roots(&self) -> Arc<RootCertStore> {
+            let mut roots = RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(&self.ca).unwrap() {
+                roots.add(cert.unwrap()).unwrap();
+            }
+            Arc::new(roots)
+        }
+    }
+
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    }
+
+    /// A plain rustls (not secsock) TLS 1.3 client with `host`'s certificate, offering
+    /// `alpn`, connected to `addr` as `server_name` with the handshake done.
+    pub fn raw_tls_client(
+        host: &Host,
+        server_name: &str,
+        addr: SocketAddr,
+        alpn: &[&[u8]],
+    ) -> io::Result<StreamOwned<ClientConnection, TcpStream>> {
+        let (chain, key) = host.credentials();
+        let mut config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(host.roots())
+            .with_client_auth_cert(chain, key)
+            .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let name = ServerName::try_from(server_name.to_string()).unwrap();
+        let conn = ClientConnection::new(Arc::new(config), name).map_err(io::Error::other)?;
+        let tcp = TcpStream::connect(addr)?;
+        tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
+        let mut tls = StreamOwned::new(conn, tcp);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock)?;
+        }
+        Ok(tls)
+    }
+
+    /// A plain rustls TLS 1.3 server configuration with `host`'s certificate, requiring a
+    /// client certificate under the trust domain's CA, selecting `alpn`.
+    pub fn raw_tls_server_config(host: &Host, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+        let (chain, key) = host.credentials();
+        let clients =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(host.roots(), provider())
+                .build()
+                .unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_client_cert_verifier(clients)
+            .with_single_cert(chain, key)
+            .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+
+    /// A connection's RFC 9266 `tls-exporter` channel binding.
+    pub fn channel_binding<D>(conn: &rustls::ConnectionCommon<D>) -> [u8; 32] {
+        conn.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", Some(b""))
+            .unwrap()
+    }
+
+    /// Reads one user-authentication frame: (type, payload).
+    pub fn read_user_frame(io: &mut impl Read) -> io::Result<(u8, Vec<u8>)> {
+        let mut header = [0u8; 3];
+        io.read_exact(&mut header)?;
+        let mut payload = vec![0u8; usize::from(u16::from_be_bytes([header[1], header[2]]))];
+        io.read_exact(&mut payload)?;
+        Ok((header[0], payload))
+    }
+
+    /// Writes one user-authentication frame and flushes it.
+    pub fn write_user_frame(io: &mut impl Write, kind: u8, payload: &[u8]) -> io::Result<()> {
+        let mut frame = vec![kind];
+        frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        frame.extend_from_slice(payload);
+        io.write_all(&frame)?;
+        io.flush()
+    }
+
+    /// A HELLO payload: the mechanism's length and name, then its data.
+    pub fn hello_payload(mechanism: &str, data: &[u8]) -> Vec<u8> {
+        let mut payload = vec![mechanism.len() as u8];
+        payload.extend_from_slice(mechanism.as_bytes());
+        payload.extend_from_slice(data);
+        payload
+    }
+
+    /// What a [`user_auth_relay`] saw on its one connection.
+    #[derive(Debug, Default, Clone)]
+    pub struct RelayReport {
+        /// The types of the frames the victim sent, in order.
+        pub from_victim: Vec<u8>,
+        /// The types of the frames the real server sent, in order.
+        pub from_server: Vec<u8>,
+        /// Why the relay stopped before a SUCCESS or FAILURE, if it did.
+        pub error: Option<String>,
+    }
+
+    /// An attacker in the middle of the user-authentication step: a TLS server with its
+    /// own certificate (`attacker`, of the same trust domain) for the victim, and a TLS
+    /// client with the same certificate to the real server at `upstream` (`upstream_name`);
+    /// it relays the plaintext user-authentication frames between the two TLS connections,
+    /// one at a time, until the real server sends SUCCESS or FAILURE.
+    pub struct UserAuthRelay {
+        pub addr: SocketAddr,
+        report: mpsc::Receiver<RelayReport>,
+    }
+
+    impl UserAuthRelay {
+        /// What the relay saw (waits for it to finish, at most 20 s).
+        pub fn report(&self) -> RelayReport {
+            self.report
+                .recv_timeout(Duration::from_secs(20))
+                .expect("the relay did not finish within 20 s")
+        }
+    }
+
+    pub fn user_auth_relay(
+        attacker: &Host,
+        upstream: SocketAddr,
+        upstream_name: &str,
+    ) -> UserAuthRelay {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, report) = mpsc::channel();
+        let attacker = attacker.clone();
+        let upstream_name = upstream_name.to_string();
+        let server_config = raw_tls_server_config(&attacker, &[USER_ALPN]);
+        thread::spawn(move || {
+            let Ok((victim, _)) = listener.accept() else {
+                return;
+            };
+            let mut report = RelayReport::default();
+            if let Err(e) = relay_frames(
+                victim,
+                server_config,
+                &attacker,
+                upstream,
+                &upstream_name,
+                &mut report,
+            ) {
+                report.error = Some(e.to_string());
+            }
+            let _ = tx.send(report);
+        });
+        UserAuthRelay { addr, report }
+    }
+
+    fn relay_frames(
+        victim: TcpStream,
+        config: Arc<rustls::ServerConfig>,
+        attacker: &Host,
+        upstream: SocketAddr,
+        upstream_name: &str,
+        report: &mut RelayReport,
+    ) -> io::Result<()> {
+        victim.set_read_timeout(Some(Duration::from_secs(20)))?;
+        let conn = ServerConnection::new(config).map_err(io::Error::other)?;
+        let mut victim = StreamOwned::new(conn, victim);
+        while victim.conn.is_handshaking() {
+            victim.conn.complete_io(&mut victim.sock)?;
+        }
+        if victim.conn.alpn_protocol() != Some(USER_ALPN) {
+            return Err(io::Error::other("the victim did not offer the user ALPN"));
+        }
+        let mut server = raw_tls_client(attacker, upstream_name, upstream, &[USER_ALPN])?;
+        if server.conn.alpn_protocol() != Some(USER_ALPN) {
+            return Err(io::Error::other("the server did not select the user ALPN"));
+        }
+        loop {
+            let (kind, payload) = read_user_frame(&mut victim)?;
+            report.from_victim.push(kind);
+            write_user_frame(&mut server, kind, &payload)?;
+            let (kind, payload) = read_user_frame(&mut server)?;
+            report.from_server.push(kind);
+            write_user_frame(&mut victim, kind, &payload)?;
+            if kind == SUCCESS || kind == FAILURE {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Local accounts for the impersonation tests (run as root): users created with
+/// `useradd` that are removed again when dropped, and the calling thread's file-system
+/// identity as the kernel reports it.
+pub mod local_accounts {
+    use std::process::Command;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// `useradd` and friends lock `/etc/passwd`: one at a time within this process, and
+    /// retried while another process holds the lock.
+    static ACCOUNT_DATABASE: Mutex<()> = Mutex::new(());
+
+    /// A unique name for a test account: `sstest_PID_N`.
+    pub fn unique_account_name() -> String {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        format!(
+            "sstest_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    fn run_admin(program: &str, args: &[&str]) -> Result<(), String> {
+        let _one_at_a_time = ACCOUNT_DATABASE.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = String::new();
+        for _ in 0..50 {
+            let output = Command::new(program)
+                .args(args)
+                .output()
+                .map_err(|e| format!("cannot run {program}: {e}"))?;
+            if output.status.success() {
+                return Ok(());
+            }
+            last = format!(
+                "{program} {args:?} failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(last)
+    }
+
+    /// A local user with its own group, removed (with the group) when dropped.
+    pub struct LocalUser {
+        pub name: String,
+        pub uid: u32,
+        pub gid: u32,
+    }
+
+    impl LocalUser {
+        pub fn create() -> LocalUser {
+            let name = unique_account_name();
+            run_admin(
+                "useradd",
+                &[
+                    "--no-create-home",
+                    "--user-group",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    &name,
+                ],
+            )
+            .unwrap();
+            let mut user = LocalUser {
+                name,
+                uid: 0,
+                gid: 0,
+            };
+            let output = Command::new("getent")
+                .args(["passwd", &user.name])
+                .output()
+                .unwrap();
+            let line = String::from_utf8(output.stdout).unwrap();
+            let fields: Vec<&str> = line.trim().split(':').collect();
+            user.uid = fields[2].parse().unwrap();
+            user.gid = fields[3].parse().unwrap();
+            assert_ne!(user.uid, 0);
+            user
+        }
+    }
+
+    impl Drop for LocalUser {
+        fn drop(&mut self) {
+            if let Err(e) = run_admin("userdel", &[&self.name]) {
+                eprintln!("cleanup: {e}");
+            }
+        }
+    }
+
+    /// The calling thread's file-system uid and gid (`/proc/thread-self/status`, field 4
+    /// of `Uid:` and `Gid:`).
+    pub fn thread_fs_ids() -> (u32, u32) {
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        let field = |key: &str| -> u32 {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(key))
+                .unwrap()
+                .split_whitespace()
+                .nth(3)
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        (field("Uid:"), field("Gid:"))
+    }
+}
+
+/// `openssl s_client` with `client`'s certificate, TLS 1.3, verifying the server as
+/// `server.example.test`, plus `extra` arguments (see [`openssl_client`]).
+pub fn openssl_mtls_client(
+    client: &Host,
+    addr: SocketAddr,
+    extra: &[&str],
+    input: &[u8],
+    expect: &[u8],
+) -> (Vec<u8>, String) {
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let (cert, key, ca) = (path(&client.cert), path(&client.key), path(&client.ca));
+    // -quiet implies -ign_eof; -no_ign_eof lets s_client end when its input does.
+    let mut args = vec![
+        "-quiet",
+        "-no_ign_eof",
+        "-tls1_3",
+        "-cert",
+        &cert,
+        "-key",
+        &key,
+        "-CAfile",
+        &ca,
+        "-verify_return_error",
+        "-verify_hostname",
+        "server.example.test",
+        "-servername",
+        "server.example.test",
+    ];
+    args.extend_from_slice(extra);
+    openssl_client(addr, &args, input, expect)
+}
+
+/// A plain rustls TLS server (`host`'s certificate, the user ALPN) that accepts one
+/// connection and runs `behaviour` on it once the handshake is done: a fake server for
+/// the client side of the user-authentication step.
+pub fn raw_user_auth_server<F>(host: &Host, behaviour: F) -> SocketAddr
+where
+    F: FnOnce(&mut rustls::StreamOwned<rustls::ServerConnection, TcpStream>) + Send + 'static,
+{
+    let config = user_fixtures::raw_tls_server_config(host, &[user_fixtures::USER_ALPN]);
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let Ok((tcp, _)) = listener.accept() else {
+            return;
+        };
+        let _ = tcp.set_read_timeout(Some(Duration::from_secs(20)));
+        let conn = rustls::ServerConnection::new(config).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        while tls.conn.is_handshaking() {
+            if tls.conn.complete_io(&mut tls.sock).is_err() {
+                return;
+            }
+        }
+        behaviour(&mut tls);
+    });
+    addr
+}

@@ -1,0 +1,283 @@
+//! The user-authentication step with the async API (`secsock::tokio`): the blocking
+//! tests' main scenarios — password and user certificate, failures that reveal nothing,
+//! a required user, a relayed channel binding — with async peers on both sides and each
+//! API against the other.
+#![cfg(feature = "tokio")]
+
+mod support;
+
+use std::sync::Arc;
+
+use secsock::{
+    Error, InfoFlags, NegotiationError, PeerIdentity, Platform, PrincipalName, ProofMethod,
+    SecurityInfo, SecuritySettings,
+};
+use support::async_enforcement_fixtures::*;
+use support::async_fixtures::*;
+use support::enforcement_fixtures::target;
+use support::user_fixtures::*;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const REALM: &str = "EXAMPLE.TEST";
+
+struct Setup {
+    domain: TrustDomain,
+    server: Host,
+    client: Arc<Platform>,
+}
+
+/// A server whose policy has `server_policy` and a users file with alice (`pencil`), and
+/// a client machine identity.
+fn setup(server_policy: &str) -> Setup {
+    let domain = TrustDomain::new("example.test");
+    let server = domain.host_with(
+        "server",
+        &[San::Dns("server.example.test")],
+        server_policy,
+        |_| {},
+    );
+    add_test_user(&users_file(&server), "alice", REALM, "pencil");
+    let client = domain
+        .host("client", &[San::Dns("client.example.test")])
+        .platform();
+    Setup {
+        domain,
+        server,
+        client,
+    }
+}
+
+fn password(user: &str, password: &str) -> SecuritySettings {
+    SecuritySettings::new().user_credentials(user, REALM, password)
+}
+
+fn async_server(platform: Arc<Platform>) -> AsyncListenerServer {
+    serve_async_listener(
+        listen_async(platform, &SecuritySettings::new(), 128),
+        echo_async,
+    )
+}
+
+async fn connect_as(
+    client: &Arc<Platform>,
+    settings: &SecuritySettings,
+    srv: &AsyncListenerServer,
+) -> Result<AsyncStream, Error> {
+    connect_async_with(client, settings, target("server.example.test"), srv.addr).await
+}
+
+async fn echo_once(mut stream: AsyncStream, payload: &[u8]) {
+    stream.write_all(payload).await.unwrap();
+    let mut back = vec![0u8; payload.len()];
+    stream.read_exact(&mut back).await.unwrap();
+    assert_eq!(back, payload);
+    stream.close().await.unwrap();
+}
+
+fn names(identity: &PeerIdentity) -> Vec<String> {
+    identity
+        .names
+        .iter()
+        .map(PrincipalName::to_string)
+        .collect()
+}
+
+fn application(info: &SecurityInfo) -> &PeerIdentity {
+    info.peer_application
+        .as_ref()
+        .unwrap_or_else(|| panic!("no application identity: {info}"))
+}
+
+fn negotiation<T: std::fmt::Debug>(result: Result<T, Error>) -> NegotiationError {
+    match result {
+        Err(Error::Negotiation(e)) => e,
+        other => panic!("expected a negotiation error, got {other:?}"),
+    }
+}
+
+fn failure_reason(e: &NegotiationError) -> &str {
+    match e {
+        NegotiationError::UserAuthenticationFailed { reason } => reason,
+        other => panic!("expected UserAuthenticationFailed, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_password_authentication_proves_the_user_to_the_server() {
+    let s = setup(&users_section("optional"));
+    // The server's application speaks first, the moment it has the stream.
+    let mut srv = serve_async_listener(
+        listen_async(s.server.platform(), &SecuritySettings::new(), 128),
+        |mut stream| async move {
+            stream.write_all(b"220 ready\r\n").await.unwrap();
+            echo_async(stream).await
+        },
+    );
+    let mut stream = connect_as(&s.client, &password("alice", "pencil"), &srv)
+        .await
+        .unwrap();
+    stream.write_all(b"first words").await.unwrap();
+    let mut greeting = [0u8; 11];
+    stream.read_exact(&mut greeting).await.unwrap();
+    assert_eq!(&greeting, b"220 ready\r\n");
+    let mut echoed = [0u8; 11];
+    stream.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(&echoed, b"first words");
+    stream.close().await.unwrap();
+
+    let info = srv.outcome().await.result.unwrap();
+    assert_eq!(
+        info.flags,
+        InfoFlags::SECURED | InfoFlags::ENCRYPTED | InfoFlags::IMPERSONATED,
+        "{info}"
+    );
+    let user = application(&info);
+    assert_eq!(names(user), ["user:alice@EXAMPLE.TEST"]);
+    assert_eq!(user.proven_by, ProofMethod::Password);
+    assert_eq!((user.not_before, user.not_after), (None, None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_wrong_password_and_unknown_user_fail_alike() {
+    let s = setup(&users_section("optional"));
+    let mut srv = async_server(s.server.platform());
+
+    let wrong = negotiation(connect_as(&s.client, &password("alice", "pen"), &srv).await);
+    let server_wrong = negotiation(srv.outcome().await.result);
+    let unknown = negotiation(connect_as(&s.client, &password("mallory", "pencil"), &srv).await);
+    let server_unknown = negotiation(srv.outcome().await.result);
+
+    assert!(matches!(
+        wrong,
+        NegotiationError::UserAuthenticationFailed { .. }
+    ));
+    assert_eq!(unknown, wrong, "the client can tell the failures apart");
+    assert_eq!(unknown.to_string(), wrong.to_string());
+    assert!(!failure_reason(&server_wrong).is_empty());
+    assert!(!failure_reason(&server_unknown).is_empty());
+
+    echo_once(
+        connect_as(&s.client, &password("alice", "pencil"), &srv)
+            .await
+            .unwrap(),
+        b"ok",
+    )
+    .await;
+    assert!(srv
+        .outcome()
+        .await
+        .result
+        .unwrap()
+        .peer_application
+        .is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_user_certificate_proves_the_user_and_a_foreign_one_fails() {
+    let s = setup(&users_section("optional"));
+    let mut srv = async_server(s.server.platform());
+    let cert = s
+        .domain
+        .user_certificate(&[San::Email("alice@example.test")]);
+    let settings = SecuritySettings::new().user_certificate(cert.chain.clone(), cert.key());
+    echo_once(connect_as(&s.client, &settings, &srv).await.unwrap(), b"hi").await;
+    let info = srv.outcome().await.result.unwrap();
+    let user = application(&info);
+    assert!(names(user).contains(&"user:alice@example.test".to_string()));
+    assert_eq!(user.proven_by, ProofMethod::UserCertificate);
+    assert!(user.not_after.is_some());
+
+    let foreign =
+        TrustDomain::new("other.test").user_certificate(&[San::Email("alice@example.test")]);
+    let settings = SecuritySettings::new().user_certificate(foreign.chain.clone(), foreign.key());
+    let client = negotiation(connect_as(&s.client, &settings, &srv).await);
+    let server = negotiation(srv.outcome().await.result);
+    assert!(matches!(
+        client,
+        NegotiationError::UserAuthenticationFailed { .. }
+    ));
+    assert!(failure_reason(&server).contains("not trusted"), "{server}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_required_user_authentication_refuses_a_client_without_credentials() {
+    let s = setup(&users_section("required"));
+    let mut srv = async_server(s.server.platform());
+    let client = negotiation(connect_as(&s.client, &SecuritySettings::new(), &srv).await);
+    assert_eq!(client, NegotiationError::UserAuthenticationRequired);
+    assert_eq!(
+        negotiation(srv.outcome().await.result),
+        NegotiationError::UserAuthenticationRequired
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_server_refuses_a_relayed_channel_binding() {
+    let s = setup(&users_section("optional"));
+    let mut srv = async_server(s.server.platform());
+    let attacker = s
+        .domain
+        .host("attacker", &[San::Dns("attacker.example.test")]);
+    let relay = user_auth_relay(&attacker, srv.addr, "server.example.test");
+    let victim = connect_async_with(
+        &s.client,
+        &password("alice", "pencil"),
+        target("attacker.example.test"),
+        relay.addr,
+    )
+    .await;
+    let report = tokio::task::block_in_place(|| relay.report());
+    assert_eq!(report.from_server, [CHALLENGE, FAILURE], "{report:?}");
+    let server = negotiation(srv.outcome().await.result);
+    assert!(
+        failure_reason(&server).contains("channel binding"),
+        "{server}"
+    );
+    assert!(matches!(
+        negotiation(victim),
+        NegotiationError::UserAuthenticationFailed { .. }
+    ));
+}
+
+/// The blocking client against the async server, and the async client against the
+/// blocking server: one protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_api_authenticates_a_user_to_the_other() {
+    let s = setup(&users_section("required"));
+
+    let mut async_srv = async_server(s.server.platform());
+    let (client, addr) = (s.client.clone(), async_srv.addr);
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = connect_with(
+            &client,
+            &password("alice", "pencil"),
+            target("server.example.test"),
+            addr,
+        )
+        .unwrap();
+        stream.write_all(b"blocking").unwrap();
+        let mut back = [0u8; 8];
+        stream.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"blocking");
+        stream.close().unwrap();
+    })
+    .await
+    .unwrap();
+    let info = async_srv.outcome().await.result.unwrap();
+    assert_eq!(names(application(&info)), ["user:alice@EXAMPLE.TEST"]);
+
+    let blocking_srv = serve(s.server.platform(), echo);
+    let stream = connect_async_with(
+        &s.client,
+        &password("alice", "pencil"),
+        target("server.example.test"),
+        blocking_srv.addr,
+    )
+    .await
+    .unwrap();
+    echo_once(stream, b"async").await;
+    let info = tokio::task::block_in_place(|| blocking_srv.outcome()).unwrap();
+    assert_eq!(names(application(&info)), ["user:alice@EXAMPLE.TEST"]);
+}
