@@ -38,6 +38,9 @@ pub(crate) enum Mode {
     Skip,
 }
 
+/// The names a configuration admits, and whether it carries the user-authentication ALPN.
+type RestrictedKey = (Vec<PeerTargetName>, bool);
+
 /// What a listener requires of the connections it accepts.
 #[derive(Debug)]
 pub(crate) struct Admission {
@@ -45,7 +48,7 @@ pub(crate) struct Admission {
     names: RwLock<PeerNames>,
     /// Server configurations restricted to a set of names, built once per set (and per
     /// whether the user-authentication ALPN is offered).
-    restricted: Mutex<HashMap<(Vec<PeerTargetName>, bool), Arc<ServerConfig>>>,
+    restricted: Mutex<HashMap<RestrictedKey, Arc<ServerConfig>>>,
 }
 
 impl Admission {
