@@ -13,9 +13,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Mutex};
-use std::time::Duration;
+use std::sync::mpsc;
 
 use secsock::impersonate::{
     account_for_peer, is_impersonating, revert_impersonation, AccountRule, ImpersonationError,
@@ -23,127 +21,10 @@ use secsock::impersonate::{
 };
 use tempfile::TempDir;
 
+mod support;
+use support::local_accounts::{unique_account_name, LocalGroup, LocalUser};
+
 // --- fixtures ---------------------------------------------------------------------------
-
-/// `useradd` and friends lock `/etc/passwd`; one at a time within this process, and
-/// retried when another process holds the lock.
-static ACCOUNT_DATABASE: Mutex<()> = Mutex::new(());
-
-/// A unique name for a test user or group.
-fn unique_name() -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "sstest_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Runs an account-database command, retrying while the database is locked.
-fn run_admin(program: &str, args: &[&str]) -> Result<(), String> {
-    let _one_at_a_time = ACCOUNT_DATABASE.lock().unwrap_or_else(|e| e.into_inner());
-    let mut last = String::new();
-    for _ in 0..50 {
-        let output = Command::new(program)
-            .args(args)
-            .output()
-            .map_err(|e| format!("cannot run {program}: {e}"))?;
-        if output.status.success() {
-            return Ok(());
-        }
-        last = format!(
-            "{program} {args:?} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        // Exit status 10 (useradd/userdel) or 10/other (groupadd) when the files are locked.
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err(last)
-}
-
-/// A local group that exists while this value lives.
-struct TestGroup {
-    name: String,
-}
-
-impl TestGroup {
-    fn create() -> TestGroup {
-        let name = unique_name();
-        run_admin("groupadd", &[&name]).unwrap();
-        TestGroup { name }
-    }
-
-    fn gid(&self) -> u32 {
-        let output = Command::new("getent")
-            .args(["group", &self.name])
-            .output()
-            .unwrap();
-        let line = String::from_utf8(output.stdout).unwrap();
-        line.split(':').nth(2).unwrap().trim().parse().unwrap()
-    }
-}
-
-impl Drop for TestGroup {
-    fn drop(&mut self) {
-        if let Err(e) = run_admin("groupdel", &[&self.name]) {
-            eprintln!("cleanup: {e}");
-        }
-    }
-}
-
-/// A local user (with its own primary group) that exists while this value lives.
-struct TestUser {
-    account: LocalAccount,
-}
-
-impl TestUser {
-    fn create() -> TestUser {
-        TestUser::create_in(&[])
-    }
-
-    /// A user that is also a member of `groups`.
-    fn create_in(groups: &[&TestGroup]) -> TestUser {
-        let name = unique_name();
-        let members: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
-        let members = members.join(",");
-        let mut args = vec![
-            "--no-create-home",
-            "--user-group",
-            "--shell",
-            "/usr/sbin/nologin",
-        ];
-        if !members.is_empty() {
-            args.extend(["--groups", members.as_str()]);
-        }
-        args.push(&name);
-        run_admin("useradd", &args).unwrap();
-        // From here on, Drop removes the user even if the lookup fails.
-        let mut user = TestUser {
-            account: LocalAccount {
-                name: name.clone(),
-                uid: 0,
-                gid: 0,
-                groups: Vec::new(),
-            },
-        };
-        user.account = LocalAccount::lookup(&name).unwrap();
-        user
-    }
-
-    fn uid(&self) -> u32 {
-        self.account.uid
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        // userdel also removes the user's own group (USERGROUPS_ENAB).
-        if let Err(e) = run_admin("userdel", &[&self.account.name]) {
-            eprintln!("cleanup: {e}");
-        }
-    }
-}
 
 /// One line of the calling thread's `/proc/thread-self/status`, as numbers.
 fn status_ids(key: &str) -> Vec<u32> {
@@ -240,7 +121,7 @@ fn assert_access_denied(path: &Path) {
 #[test]
 fn impersonation_creates_files_as_the_mapped_user() {
     assert_root_test_process();
-    let user = TestUser::create();
+    let user = LocalUser::create();
     let scratch = Scratch::new();
     // Mapped the way a server maps a peer: principal -> [[accounts]] -> NSS.
     let rules = [AccountRule::new("user:*@EXAMPLE.TEST", "{name}")];
@@ -269,7 +150,7 @@ fn impersonation_creates_files_as_the_mapped_user() {
 #[test]
 fn impersonation_cannot_read_a_root_only_file_and_can_again_after_revert() {
     assert_root_test_process();
-    let user = TestUser::create();
+    let user = LocalUser::create();
     let scratch = Scratch::new();
     let before = thread_identity();
     assert_eq!(before.fsuid, 0);
@@ -286,7 +167,7 @@ fn impersonation_cannot_read_a_root_only_file_and_can_again_after_revert() {
 #[test]
 fn impersonation_leaves_the_other_threads_of_the_process_alone() {
     assert_root_test_process();
-    let user = TestUser::create();
+    let user = LocalUser::create();
     let scratch = Scratch::new();
 
     // The other thread exists before the impersonation begins: a thread spawned while
@@ -319,7 +200,7 @@ fn impersonation_leaves_the_other_threads_of_the_process_alone() {
         assert!(!impersonating);
         assert_eq!(content.unwrap(), b"root's secret");
         // Meanwhile this thread is still the user.
-        assert_eq!(thread_identity().fsuid, user.uid());
+        assert_eq!(thread_identity().fsuid, user.uid);
         assert_access_denied(&scratch.root_only);
         // And so is the process's main thread root (/proc/PID/status describes it).
         let main = fs::read_to_string(format!("/proc/{}/status", std::process::id())).unwrap();
@@ -343,9 +224,9 @@ fn impersonation_is_inherited_by_threads_spawned_while_impersonating() {
     // new thread, but not secsock's bookkeeping. Such a thread is the peer and cannot
     // revert; it stays the peer until it exits.
     assert_root_test_process();
-    let user = TestUser::create();
+    let user = LocalUser::create();
     let guard = ImpersonationGuard::begin(&user.account).unwrap();
-    let uid = user.uid();
+    let uid = user.uid;
     std::thread::spawn(move || {
         assert_eq!(thread_identity().fsuid, uid);
         assert!(!is_impersonating());
@@ -361,13 +242,13 @@ fn impersonation_is_inherited_by_threads_spawned_while_impersonating() {
 #[test]
 fn impersonation_reverts_when_the_thread_panics() {
     assert_root_test_process();
-    let user = TestUser::create();
+    let user = LocalUser::create();
     let scratch = Scratch::new();
     let before = thread_identity();
 
     let unwound = std::panic::catch_unwind(|| {
         let _guard = ImpersonationGuard::begin(&user.account).unwrap();
-        assert_eq!(thread_identity().fsuid, user.uid());
+        assert_eq!(thread_identity().fsuid, user.uid);
         panic!("the request handler failed while impersonating (expected by this test)");
     });
 
@@ -382,8 +263,8 @@ fn impersonation_reverts_when_the_thread_panics() {
 #[test]
 fn impersonation_nested_guards_restore_the_previous_identity() {
     assert_root_test_process();
-    let alice = TestUser::create();
-    let bob = TestUser::create();
+    let alice = LocalUser::create();
+    let bob = LocalUser::create();
     let scratch = Scratch::new();
     let root = thread_identity();
 
@@ -393,14 +274,14 @@ fn impersonation_nested_guards_restore_the_previous_identity() {
     assert_eq!(thread_identity(), identity_of(&bob.account));
     let by_bob = scratch.writable.join("by-bob");
     File::create(&by_bob).unwrap();
-    assert_eq!(fs::metadata(&by_bob).unwrap().uid(), bob.uid());
+    assert_eq!(fs::metadata(&by_bob).unwrap().uid(), bob.uid);
 
     drop(as_bob);
     assert_eq!(thread_identity(), identity_of(&alice.account));
     assert!(is_impersonating());
     let by_alice = scratch.writable.join("by-alice");
     File::create(&by_alice).unwrap();
-    assert_eq!(fs::metadata(&by_alice).unwrap().uid(), alice.uid());
+    assert_eq!(fs::metadata(&by_alice).unwrap().uid(), alice.uid);
 
     drop(as_alice);
     assert_eq!(thread_identity(), root);
@@ -410,8 +291,8 @@ fn impersonation_nested_guards_restore_the_previous_identity() {
 #[test]
 fn impersonation_dropping_an_outer_guard_first_ends_the_inner_one_too() {
     assert_root_test_process();
-    let alice = TestUser::create();
-    let bob = TestUser::create();
+    let alice = LocalUser::create();
+    let bob = LocalUser::create();
     let root = thread_identity();
 
     let as_alice = ImpersonationGuard::begin(&alice.account).unwrap();
@@ -437,8 +318,8 @@ fn impersonation_revert_is_a_no_op_when_not_impersonating() {
 #[test]
 fn impersonation_revert_ends_all_nesting_and_later_drops_do_nothing() {
     assert_root_test_process();
-    let alice = TestUser::create();
-    let bob = TestUser::create();
+    let alice = LocalUser::create();
+    let bob = LocalUser::create();
     let root = thread_identity();
 
     let as_alice = ImpersonationGuard::begin(&alice.account).unwrap();
@@ -464,9 +345,9 @@ fn impersonation_revert_ends_all_nesting_and_later_drops_do_nothing() {
 #[test]
 fn impersonation_uses_the_accounts_supplementary_groups() {
     assert_root_test_process();
-    let project = TestGroup::create();
-    let member = TestUser::create_in(&[&project]);
-    let outsider = TestUser::create();
+    let project = LocalGroup::create();
+    let member = LocalUser::create_in(&[&project]);
+    let outsider = LocalUser::create();
     let scratch = Scratch::new();
     let root = thread_identity();
 
@@ -497,8 +378,8 @@ fn impersonation_uses_the_accounts_supplementary_groups() {
 #[test]
 fn impersonation_lookup_agrees_with_id() {
     assert_root_test_process();
-    let project = TestGroup::create();
-    let user = TestUser::create_in(&[&project]);
+    let project = LocalGroup::create();
+    let user = LocalUser::create_in(&[&project]);
     let id = |flag: &str| {
         let output = Command::new("id")
             .args([flag, &user.account.name])
@@ -528,7 +409,7 @@ fn impersonation_lookup_agrees_with_id() {
 
 #[test]
 fn impersonation_unknown_account_and_missing_mapping_are_clear_errors() {
-    let missing = unique_name();
+    let missing = unique_account_name();
     match LocalAccount::lookup(&missing) {
         Err(ImpersonationError::NoSuchAccount { account }) => assert_eq!(account, missing),
         other => panic!("{other:?}"),

@@ -1811,40 +1811,84 @@ pub mod local_accounts {
         Err(last)
     }
 
+    /// A local group that exists while this value lives.
+    pub struct LocalGroup {
+        pub name: String,
+    }
+
+    impl LocalGroup {
+        pub fn create() -> LocalGroup {
+            let name = unique_account_name();
+            run_admin("groupadd", &[&name]).unwrap();
+            LocalGroup { name }
+        }
+
+        pub fn gid(&self) -> u32 {
+            let output = Command::new("getent")
+                .args(["group", &self.name])
+                .output()
+                .unwrap();
+            let line = String::from_utf8(output.stdout).unwrap();
+            line.split(':').nth(2).unwrap().trim().parse().unwrap()
+        }
+    }
+
+    impl Drop for LocalGroup {
+        fn drop(&mut self) {
+            if let Err(e) = run_admin("groupdel", &[&self.name]) {
+                eprintln!("cleanup: {e}");
+            }
+        }
+    }
+
     /// A local user with its own group, removed (with the group) when dropped.
     pub struct LocalUser {
         pub name: String,
         pub uid: u32,
         pub gid: u32,
+        /// The account as impersonation sees it (supplementary groups included).
+        pub account: secsock::impersonate::LocalAccount,
     }
 
     impl LocalUser {
         pub fn create() -> LocalUser {
+            LocalUser::create_in(&[])
+        }
+
+        /// A user that is also a member of `groups`.
+        pub fn create_in(groups: &[&LocalGroup]) -> LocalUser {
             let name = unique_account_name();
-            run_admin(
-                "useradd",
-                &[
-                    "--no-create-home",
-                    "--user-group",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                    &name,
-                ],
-            )
-            .unwrap();
+            let members = groups
+                .iter()
+                .map(|g| g.name.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut args = vec![
+                "--no-create-home",
+                "--user-group",
+                "--shell",
+                "/usr/sbin/nologin",
+            ];
+            if !members.is_empty() {
+                args.extend(["--groups", members.as_str()]);
+            }
+            args.push(&name);
+            run_admin("useradd", &args).unwrap();
+            // From here on, Drop removes the user even if the lookup fails.
             let mut user = LocalUser {
-                name,
+                name: name.clone(),
                 uid: 0,
                 gid: 0,
+                account: secsock::impersonate::LocalAccount {
+                    name: name.clone(),
+                    uid: 0,
+                    gid: 0,
+                    groups: Vec::new(),
+                },
             };
-            let output = Command::new("getent")
-                .args(["passwd", &user.name])
-                .output()
-                .unwrap();
-            let line = String::from_utf8(output.stdout).unwrap();
-            let fields: Vec<&str> = line.trim().split(':').collect();
-            user.uid = fields[2].parse().unwrap();
-            user.gid = fields[3].parse().unwrap();
+            user.account = secsock::impersonate::LocalAccount::lookup(&name).unwrap();
+            user.uid = user.account.uid;
+            user.gid = user.account.gid;
             assert_ne!(user.uid, 0);
             user
         }
@@ -1852,6 +1896,7 @@ pub mod local_accounts {
 
     impl Drop for LocalUser {
         fn drop(&mut self) {
+            // userdel also removes the user's own group (USERGROUPS_ENAB).
             if let Err(e) = run_admin("userdel", &[&self.name]) {
                 eprintln!("cleanup: {e}");
             }
