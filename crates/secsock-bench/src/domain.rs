@@ -65,6 +65,17 @@ impl TrustDomain {
     /// Creates the CA and both identities, and writes their files and policies. Without
     /// `resumption` the policies turn it off (`session_lifetime = "0s"`).
     pub fn create(resumption: bool) -> anyhow::Result<Self> {
+        let extra = if resumption {
+            ""
+        } else {
+            "\n[crypto.standard]\nsession_lifetime = \"0s\"\n"
+        };
+        Self::create_with_policy(extra)
+    }
+
+    /// Creates the CA and both identities, and writes their files and policies, with
+    /// `extra_policy` (e.g. `[crypto.NAME]` sections) appended to both policy files.
+    pub fn create_with_policy(extra_policy: &str) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("secsock-bench-")
             .tempdir()
@@ -83,13 +94,22 @@ impl TrustDomain {
         let ca_pem = ca_params.self_signed(&ca_key)?.pem();
         let issuer = Issuer::from_params(&ca_params, &ca_key);
 
-        let extra = if resumption {
-            ""
-        } else {
-            "\n[crypto.standard]\nsession_lifetime = \"0s\"\n"
-        };
-        let server = issue(dir.path(), "server", SERVER_NAME, &issuer, &ca_pem, extra)?;
-        let client = issue(dir.path(), "client", CLIENT_NAME, &issuer, &ca_pem, extra)?;
+        let server = issue(
+            dir.path(),
+            "server",
+            SERVER_NAME,
+            &issuer,
+            &ca_pem,
+            extra_policy,
+        )?;
+        let client = issue(
+            dir.path(),
+            "client",
+            CLIENT_NAME,
+            &issuer,
+            &ca_pem,
+            extra_policy,
+        )?;
         Ok(Self {
             _dir: dir,
             server,

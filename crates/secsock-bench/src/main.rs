@@ -2,8 +2,14 @@
 //! and reported with their ratios and the machine that produced them.
 //!
 //! ```text
+//! secsock-bench all [--quick] [--json] [--plot FILE.svg]
 //! secsock-bench load --connections 10000 [--json]
 //! ```
+//!
+//! `all` runs the whole suite of issue 5 (bulk throughput, handshakes, latency, round trips,
+//! memory) against plain TCP, plain rustls and OpenSSL; see the `all` module. Its figures
+//! come from fresh processes of this program too (the hidden `bench-server` and
+//! `bench-client` commands) and from the `openssl` command.
 //!
 //! `load` orchestrates: each stack's server and client run in fresh processes of this
 //! program (the hidden `load-server` and `load-client` commands), which measure themselves.
@@ -13,11 +19,14 @@
 //!
 //! No `unsafe` here: every measurement comes from /proc or from rustix's safe wrappers.
 //!
-//! Modules: `load` (the scenario), `sizes` (type and future sizes), `machine` (machine
-//! facts, memory, clocks, limits), `domain` (the temporary trust domain both stacks use).
+//! Modules: `all` (the suite), `load` (the load scenario), `sizes` (type and future sizes),
+//! `machine` (machine facts, memory, clocks, limits, CPU use), `domain` (the temporary trust
+//! domain every stack uses), `child` (child processes spoken to in JSON lines).
 
 #![forbid(unsafe_code)]
 
+mod all;
+mod child;
 mod domain;
 mod load;
 mod machine;
@@ -29,11 +38,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::all::endpoint::{ClientOnly, Common};
+use crate::all::{AllOptions, Part, Pinning};
 use crate::load::client::ClientOptions;
 use crate::load::server::ServerOptions;
 use crate::load::{LoadOptions, Order, Stack};
 
-/// Benchmarks of secsock against plain rustls (tokio-rustls), from the same run.
+/// Benchmarks of secsock against plain TCP, plain rustls and OpenSSL, from the same run.
 #[derive(Parser, Debug)]
 #[command(name = "secsock-bench", version)]
 struct Cli {
@@ -43,6 +54,50 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The whole suite: bulk throughput, handshakes per second, handshake latency, round
+    /// trips and memory per connection, secsock against plain TCP, plain rustls and
+    /// OpenSSL on loopback; each figure the median of 5 runs, with ratios and targets.
+    All {
+        /// Smaller sizes and shorter runs (still 5 runs per figure).
+        #[arg(long)]
+        quick: bool,
+        /// One JSON object on stdout (the table then goes to stderr).
+        #[arg(long)]
+        json: bool,
+        /// Also draws the throughput and handshake figures into this SVG file.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
+        /// Runs per figure (fewer than 5 only to try things out).
+        #[arg(long, default_value_t = 5, hide = true)]
+        runs: usize,
+        /// Only these parts of the suite (for profiling).
+        #[arg(long, value_enum, hide = true)]
+        only: Vec<Part>,
+        /// Only these stacks (tcp, rustls, secsock, rustls-tokio, secsock-tokio, openssl; for
+        /// profiling).
+        #[arg(long, hide = true)]
+        stacks: Vec<String>,
+        /// Only the bulk and handshake measures whose name contains this (for profiling).
+        #[arg(long, hide = true)]
+        filter: Option<String>,
+        /// Where the server and client processes run.
+        #[arg(long, value_enum, default_value_t = Pinning::Auto, hide = true)]
+        pin: Pinning,
+    },
+    /// The server of one figure of `all`, run by it in a child process.
+    #[command(hide = true)]
+    BenchServer {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The client of one figure of `all`, run by it in a child process.
+    #[command(hide = true)]
+    BenchClient {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        client: ClientOnly,
+    },
     /// Opens N mutual-TLS connections and holds them idle, with secsock and with plain
     /// tokio-rustls, each stack's server and client in fresh processes: handshakes per
     /// second while opening, memory per connection on each endpoint, and their ratios.
@@ -113,6 +168,33 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::All {
+            quick,
+            json,
+            plot,
+            runs,
+            only,
+            stacks,
+            filter,
+            pin,
+        } => all::run_all(AllOptions {
+            pinning: pin,
+            stacks,
+            filter,
+            quick,
+            json,
+            plot,
+            runs: runs.max(1),
+            only,
+            command: command_line(),
+        })
+        .map(|()| ExitCode::SUCCESS),
+        Command::BenchServer { common } => {
+            all::endpoint::run_server(&common).map(|()| ExitCode::SUCCESS)
+        }
+        Command::BenchClient { common, client } => {
+            all::endpoint::run_client(&common, &client).map(|()| ExitCode::SUCCESS)
+        }
         Command::Load {
             connections,
             concurrency,

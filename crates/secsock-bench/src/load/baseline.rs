@@ -1,12 +1,13 @@
-//! The baseline's configurations: plain rustls (through tokio-rustls) with the same
-//! certificates, key, trust anchor and crypto as secsock's policy files.
+//! The baseline's configurations: plain rustls (through tokio-rustls in `load`, blocking
+//! `StreamOwned` or tokio-rustls in `all`) with the same certificates, key, trust anchor
+//! and crypto as secsock's policy files.
 //!
 //! Not here: secsock's side, which is configured by the policy files alone (`domain`).
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use rustls::crypto::CryptoProvider;
+use rustls::crypto::{CryptoProvider, SupportedKxGroup};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
@@ -17,9 +18,13 @@ use crate::domain::IdentityFiles;
 /// The baseline's crypto: rustls's default aws-lc-rs provider, with the TLS 1.3 suites in
 /// the order of secsock's standard crypto policy (AES-128-GCM first; rustls's default
 /// puts AES-256-GCM first), so that both stacks negotiate the same suite. Key exchange
-/// is rustls's default (X25519MLKEM768 first), as secsock's policy.
-fn provider() -> Arc<CryptoProvider> {
+/// is rustls's default (X25519MLKEM768 first), as secsock's policy, unless `kx_groups`
+/// names the groups (in order).
+fn provider(kx_groups: Option<&[&'static dyn SupportedKxGroup]>) -> Arc<CryptoProvider> {
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if let Some(groups) = kx_groups {
+        provider.kx_groups = groups.to_vec();
+    }
     let first = rustls::CipherSuite::TLS13_AES_128_GCM_SHA256;
     provider
         .cipher_suites
@@ -61,8 +66,17 @@ impl Credentials {
 /// Mutual TLS server: rustls's defaults with `WebPkiClientVerifier` over the CA. Without
 /// `resumption` it sends no session tickets.
 pub fn server_config(files: &IdentityFiles, resumption: bool) -> anyhow::Result<Arc<ServerConfig>> {
+    server_config_with(files, resumption, None)
+}
+
+/// [`server_config`] with the key exchange groups `kx_groups` (rustls's default if None).
+pub fn server_config_with(
+    files: &IdentityFiles,
+    resumption: bool,
+    kx_groups: Option<&[&'static dyn SupportedKxGroup]>,
+) -> anyhow::Result<Arc<ServerConfig>> {
     let credentials = Credentials::read(files)?;
-    let provider = provider();
+    let provider = provider(kx_groups);
     let verifier =
         WebPkiClientVerifier::builder_with_provider(credentials.roots.clone(), provider.clone())
             .build()?;
@@ -79,8 +93,17 @@ pub fn server_config(files: &IdentityFiles, resumption: bool) -> anyhow::Result<
 /// Mutual TLS client: rustls's defaults with the CA as the only root and the client
 /// certificate. Without `resumption` it never resumes a session.
 pub fn client_config(files: &IdentityFiles, resumption: bool) -> anyhow::Result<Arc<ClientConfig>> {
+    client_config_with(files, resumption, None)
+}
+
+/// [`client_config`] with the key exchange groups `kx_groups` (rustls's default if None).
+pub fn client_config_with(
+    files: &IdentityFiles,
+    resumption: bool,
+    kx_groups: Option<&[&'static dyn SupportedKxGroup]>,
+) -> anyhow::Result<Arc<ClientConfig>> {
     let credentials = Credentials::read(files)?;
-    let mut config = ClientConfig::builder_with_provider(provider())
+    let mut config = ClientConfig::builder_with_provider(provider(kx_groups))
         .with_safe_default_protocol_versions()?
         .with_root_certificates(credentials.roots)
         .with_client_auth_cert(credentials.chain, credentials.key)?;

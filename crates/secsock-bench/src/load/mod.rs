@@ -172,7 +172,7 @@ fn endpoint_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// before the measurement starts. Loading a secsock platform does it already (it makes
 /// ticket keys); without this, the baseline's first handshake would pay it inside the
 /// measurement. Called by both endpoints for both stacks.
-fn seed_random() -> anyhow::Result<()> {
+pub(crate) fn seed_random() -> anyhow::Result<()> {
     let mut probe = [0u8; 32];
     rustls::crypto::aws_lc_rs::default_provider()
         .secure_random
@@ -192,7 +192,7 @@ pub struct Negotiated {
 }
 
 impl Negotiated {
-    fn of_secsock(info: &secsock::SecurityInfo) -> Self {
+    pub(crate) fn of_secsock(info: &secsock::SecurityInfo) -> Self {
         let text = |value: Option<&String>| value.cloned().unwrap_or_else(|| "none".into());
         Self {
             protocol: text(info.protocol_version.as_ref()),
@@ -205,7 +205,7 @@ impl Negotiated {
         }
     }
 
-    fn of_rustls(conn: &rustls::CommonState) -> Self {
+    pub(crate) fn of_rustls(conn: &rustls::CommonState) -> Self {
         Self {
             protocol: conn
                 .protocol_version()

@@ -131,16 +131,8 @@ impl LoadReport {
         ));
         out.push_str(&format!("command: {}\n", o.command));
         out.push_str(&format!(
-            "machine: {}, {} cores ({} usable), Linux {}, {} GiB; rustls {} + aws-lc-rs {}, tokio-rustls {}, tokio {} ({} workers per process)\n",
-            m.cpu_model,
-            m.cores,
-            m.available_parallelism,
-            m.kernel,
-            m.memory_bytes.map(|b| b / (1 << 30)).unwrap_or(0),
-            m.rustls_version,
-            m.aws_lc_rs_version,
-            m.tokio_rustls_version,
-            m.tokio_version,
+            "machine: {} ({} workers per process)\n",
+            m.summary(),
             WORKER_THREADS,
         ));
         out.push_str(&format!(
