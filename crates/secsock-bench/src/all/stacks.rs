@@ -127,7 +127,7 @@ pub fn secsock_settings(kx: Kx, resumption: bool) -> SecuritySettings {
 }
 
 /// The plain rustls server configuration of a variant (`WebPkiClientVerifier` over the same
-/// CA; rustls's default session cache and two tickets per connection, none without
+/// CA; stateless session tickets as secsock's (see `baseline`), two per connection, none without
 /// `resumption`).
 pub fn rustls_server(
     files: &IdentityFiles,

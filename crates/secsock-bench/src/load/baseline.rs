@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use rustls::crypto::{CryptoProvider, SupportedKxGroup};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -63,8 +63,8 @@ impl Credentials {
     }
 }
 
-/// Mutual TLS server: rustls's defaults with `WebPkiClientVerifier` over the CA. Without
-/// `resumption` it sends no session tickets.
+/// Mutual TLS server: rustls's defaults with `WebPkiClientVerifier` over the CA and, as
+/// secsock, stateless session tickets. Without `resumption` it sends no session tickets.
 pub fn server_config(files: &IdentityFiles, resumption: bool) -> anyhow::Result<Arc<ServerConfig>> {
     server_config_with(files, resumption, None)
 }
@@ -84,7 +84,16 @@ pub fn server_config_with(
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
         .with_single_cert(credentials.chain, credentials.key)?;
-    if !resumption {
+    if resumption {
+        // Stateless tickets, as secsock's listeners issue them (rustls's own aws-lc-rs
+        // ticketer; secsock wraps it to honour the policy's session lifetime): the session,
+        // the client's certificate chain included, travels encrypted in the ticket. rustls's
+        // default instead keeps sessions in a 256-entry server-side cache and sends a 32-byte
+        // ID, which costs less per handshake but resumes only the last 256 clients; the two
+        // are measured against each other in docs/PERFORMANCE.md.
+        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+        config.session_storage = Arc::new(NoServerSessionStorage {});
+    } else {
         config.send_tls13_tickets = 0;
     }
     Ok(Arc::new(config))
