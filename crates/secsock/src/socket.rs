@@ -22,7 +22,7 @@ use crate::name::PeerTargetName;
 use crate::platform::Platform;
 use crate::session::{Clear, Session};
 use crate::settings::SecuritySettings;
-use crate::stream::{drive_handshake, SecureStream};
+use crate::stream::{drive_handshake, HandshakeDeadline, SecureStream};
 use crate::tls::CryptoContext;
 
 /// Security turned on: the settings and the crypto they resolved to.
@@ -114,8 +114,9 @@ impl SecureSocket {
         }
     }
 
-    /// Takes an ordinary TCP socket made elsewhere, to turn security on for it. The rules
-    /// still apply: if it is already bound or connected, `set_security` says so.
+    /// Takes an ordinary TCP socket made elsewhere, to turn security on for it, and puts it
+    /// in blocking mode. The rules still apply: if it is already bound or connected,
+    /// `set_security` says so.
     pub fn from_socket(socket: Socket, platform: Option<Arc<Platform>>) -> Result<Self, Error> {
         let family = family_name(socket.domain()?)?;
         if socket.r#type()? != Type::STREAM {
@@ -125,6 +126,9 @@ impl SecureSocket {
             )
             .into());
         }
+        // The blocking API blocks, its connect included (bounded by SO_SNDTIMEO); the
+        // tokio API makes its sockets non-blocking itself.
+        socket.set_nonblocking(false)?;
         Ok(Self::wrap(socket, family, platform, true))
     }
 
@@ -332,12 +336,13 @@ impl SecureSocket {
         let started = Instant::now();
         let connecting = self.into_connecting(addr)?;
         let timeout = connecting.ctx.handshake_timeout;
-        let tcp = tcp_connect(connecting.socket, addr, timeout)?;
+        let mut deadline = HandshakeDeadline::new(started, timeout);
+        let tcp = tcp_connect(connecting.socket, addr, &mut deadline)?;
         let mut session = match connecting.plan {
             Plan::Skip(clear) => return SecureStream::clear(tcp, addr, clear),
             Plan::Tls(session) => session,
         };
-        match drive_handshake(&tcp, &mut session, started) {
+        match drive_handshake(&tcp, &mut session, &mut deadline) {
             Ok(()) => {
                 let mut stream = SecureStream::established(tcp, addr, session)?;
                 stream.authenticate_user(connecting.user.as_ref(), started + timeout)?;
@@ -352,7 +357,11 @@ impl SecureSocket {
                 let left = timeout
                     .saturating_sub(started.elapsed())
                     .max(std::time::Duration::from_millis(1));
-                let tcp = tcp_connect(socket, addr, left)?;
+                let tcp = tcp_connect(
+                    socket,
+                    addr,
+                    &mut HandshakeDeadline::new(Instant::now(), left),
+                )?;
                 let clear = Clear::new(fallback::client_fallback_reason(&e), &connecting.ctx);
                 SecureStream::clear(tcp, addr, clear)
             }
@@ -398,21 +407,40 @@ pub(crate) fn fallback_socket(
     Ok(socket)
 }
 
+/// Connects `socket` to `addr` by `deadline`: a blocking `connect`, which Linux bounds by
+/// `SO_SNDTIMEO` (it then fails with EINPROGRESS), so that the timeout armed for it also
+/// serves the handshake's first write. (socket2's `connect_timeout` instead switches the
+/// socket to non-blocking and back and polls: five system calls more per connection.)
 fn tcp_connect(
     socket: Socket,
     addr: SocketAddr,
-    timeout: std::time::Duration,
+    deadline: &mut HandshakeDeadline,
 ) -> Result<TcpStream, Error> {
-    socket
-        .connect_timeout(&SockAddr::from(addr), timeout)
-        .map_err(|e| {
-            if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut {
-                connect_timed_out(addr, timeout)
-            } else {
-                Error::Io(e)
+    let timed_out = |deadline: &HandshakeDeadline| connect_timed_out(addr, deadline.timeout());
+    loop {
+        match deadline.arm_write(&socket) {
+            Ok(()) => {}
+            Err(Error::Negotiation(NegotiationError::Timeout { .. })) => {
+                return Err(timed_out(deadline))
             }
-        })?;
-    Ok(socket.into())
+            Err(e) => return Err(e),
+        }
+        match socket.connect(&SockAddr::from(addr)) {
+            Ok(()) => return Ok(socket.into()),
+            // A signal: the attempt goes on, and connecting again waits for it.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if e.raw_os_error() == Some(libc::EINPROGRESS)
+                    || matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+            {
+                return Err(timed_out(deadline))
+            }
+            Err(e) => return Err(Error::Io(e)),
+        }
+    }
 }
 
 /// The error for a TCP connect that did not complete within the handshake timeout.

@@ -4,7 +4,7 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -137,6 +137,133 @@ fn a_silent_server_times_out_at_the_policys_handshake_timeout() {
         "took {took:?}"
     );
     hold.join().unwrap();
+}
+
+/// The blocking connect is bounded by SO_SNDTIMEO, armed with the handshake timeout: a
+/// listener whose accept queue is full drops the SYN, and the connect gives up at the
+/// timeout with an error that says so, instead of waiting for the kernel's retries.
+#[test]
+fn a_connect_that_gets_no_answer_times_out_at_the_policys_handshake_timeout() {
+    let domain = TrustDomain::new("example.test");
+    let fast = "[defaults]\nhandshake_timeout = \"300ms\"\n";
+    let client = domain
+        .host_with("client", &[San::Dns("client.example.test")], fast, |_| {})
+        .platform();
+    let full = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    full.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+        .unwrap();
+    full.listen(0).unwrap();
+    let addr = full.local_addr().unwrap().as_socket().unwrap();
+    // Fill the accept queue (never accepted); later SYNs are dropped.
+    let fillers: Vec<socket2::Socket> = (0..4)
+        .map(|_| {
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            s.set_nonblocking(true).unwrap();
+            let _ = s.connect(&addr.into());
+            s
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let err = connect(&client, "server.example.test", addr).unwrap_err();
+    let took = started.elapsed();
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("connecting to {addr} timed out after 300ms")),
+        "{text}"
+    );
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_millis(900),
+        "gave up after {took:?}, not at the 300 ms handshake timeout"
+    );
+    drop(fillers);
+}
+
+/// The blocking listener's handshake meets its deadline against a client that sends its
+/// hello a byte at a time, each byte well within any per-read timeout.
+#[test]
+fn a_client_trickling_its_hello_to_a_blocking_listener_is_cut_at_the_handshake_timeout() {
+    let domain = TrustDomain::new("example.test");
+    let fast = "[defaults]\nhandshake_timeout = \"500ms\"\n";
+    let server = domain.host_with("server", &[San::Dns("server.example.test")], fast, |_| {});
+    let srv = echo_server(server.platform());
+    let mut stream = TcpStream::connect(srv.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let connected = Instant::now();
+    // A handshake record announcing 512 bytes, sent one byte every 50 ms.
+    let mut hello = vec![
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ];
+    hello.resize(5 + 512, 0x2a);
+    let mut sent = 0;
+    let mut buf = [0u8; 64];
+    let ended = loop {
+        assert!(
+            connected.elapsed() < Duration::from_secs(5),
+            "never cut off"
+        );
+        match stream.read(&mut buf) {
+            Ok(n) => break Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => break Err(e.kind()),
+        }
+        if stream.write_all(&hello[sent..sent + 1]).is_ok() {
+            sent += 1;
+        }
+    };
+    let after = connected.elapsed();
+    assert!(
+        matches!(ended, Ok(0) | Err(std::io::ErrorKind::ConnectionReset)),
+        "{ended:?}"
+    );
+    assert!(
+        after >= Duration::from_millis(450) && after < Duration::from_millis(1500),
+        "cut off after {after:?}, not at the 500 ms handshake timeout"
+    );
+    assert!(sent > 5 && sent < hello.len(), "sent {sent} bytes");
+    let failure = srv.outcome().unwrap_err();
+    assert!(
+        failure.contains("did not complete within 500ms"),
+        "{failure}"
+    );
+}
+
+/// A read that starts late in the handshake is bounded by what is left, not by a timeout
+/// armed earlier: the client sends a byte at once, another at 400 ms, then nothing. The
+/// server's read after the second byte must end at the 500 ms deadline, not 500 ms later.
+#[test]
+fn a_client_that_stalls_late_in_its_hello_is_cut_at_the_deadline_not_later() {
+    let domain = TrustDomain::new("example.test");
+    let fast = "[defaults]\nhandshake_timeout = \"500ms\"\n";
+    let server = domain.host_with("server", &[San::Dns("server.example.test")], fast, |_| {});
+    let srv = echo_server(server.platform());
+    let mut stream = TcpStream::connect(srv.addr).unwrap();
+    let connected = Instant::now();
+    stream.write_all(&[0x16]).unwrap();
+    thread::sleep(Duration::from_millis(400));
+    stream.write_all(&[0x03]).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let ended = stream.read(&mut buf).map_err(|e| e.kind());
+    let after = connected.elapsed();
+    assert!(
+        matches!(ended, Ok(0) | Err(std::io::ErrorKind::ConnectionReset)),
+        "{ended:?}"
+    );
+    assert!(
+        after >= Duration::from_millis(450) && after < Duration::from_millis(700),
+        "cut off after {after:?}, not at the 500 ms handshake timeout"
+    );
+    let failure = srv.outcome().unwrap_err();
+    assert!(
+        failure.contains("did not complete within 500ms"),
+        "{failure}"
+    );
 }
 
 #[test]
