@@ -3,9 +3,9 @@
 //! figure is `Suite::ours` (our stacks) or the `openssl` module.
 
 use super::endpoint::{Common, Workload};
-use super::openssl;
 use super::report::{Better, Column, Measure};
 use super::stacks::{Kx, Stack};
+use super::{floor, openssl};
 use super::{rotated, Entrant, Suite};
 use crate::load::{self, LoadOptions, Negotiated, Order};
 
@@ -22,6 +22,10 @@ impl Suite {
             Entrant::Openssl,
         ];
         let bytes = self.sizes.bulk_bytes;
+        let floor = floor::measure(64 << 20, self.options.runs);
+        if let Err(e) = &floor {
+            self.failures.push(format!("crypto floor: {e:#}"));
+        }
         for chunk in self.sizes.chunks {
             let kib = chunk >> 10;
             let targets = |m: Measure| {
@@ -94,6 +98,19 @@ impl Suite {
                         }
                     }
                 }
+            }
+            if let (Ok(floor), Some(tcp)) = (&floor, blocking.cpu_median(Column::Tcp)) {
+                blocking.notes.push(format!(
+                    "crypto floor (aws-lc-rs AES-128-GCM, 16 KiB records in memory, median of {} \
+                     runs): seal {:.0} + open {:.0} ns/KiB; on top of TCP's {:.0} + {:.0} ns/KiB \
+                     in this row, a TLS stack with both ends on one CPU reaches at most {:.2} x TCP",
+                    self.options.runs,
+                    floor.seal_ns_per_kib,
+                    floor.open_ns_per_kib,
+                    tcp[0],
+                    tcp[1],
+                    floor.ceiling_vs_tcp(tcp),
+                ));
             }
             self.measures.push(blocking);
             self.measures.push(tokio);
