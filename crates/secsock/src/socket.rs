@@ -354,14 +354,8 @@ impl SecureSocket {
             {
                 drop(tcp);
                 let socket = fallback_socket(addr, connecting.bound_ip)?;
-                let left = timeout
-                    .saturating_sub(started.elapsed())
-                    .max(std::time::Duration::from_millis(1));
-                let tcp = tcp_connect(
-                    socket,
-                    addr,
-                    &mut HandshakeDeadline::new(Instant::now(), left),
-                )?;
+                // The same deadline: the handshake timeout bounds the fallback too.
+                let tcp = tcp_connect(socket, addr, &mut HandshakeDeadline::new(started, timeout))?;
                 let clear = Clear::new(fallback::client_fallback_reason(&e), &connecting.ctx);
                 SecureStream::clear(tcp, addr, clear)
             }
@@ -411,12 +405,15 @@ pub(crate) fn fallback_socket(
 /// `SO_SNDTIMEO` (it then fails with EINPROGRESS), so that the timeout armed for it also
 /// serves the handshake's first write. (socket2's `connect_timeout` instead switches the
 /// socket to non-blocking and back and polls: five system calls more per connection.)
+/// A socket someone made non-blocking (through its descriptor) is made blocking and waits
+/// for the same attempt; so does an attempt interrupted by a signal.
 fn tcp_connect(
     socket: Socket,
     addr: SocketAddr,
     deadline: &mut HandshakeDeadline,
 ) -> Result<TcpStream, Error> {
     let timed_out = |deadline: &HandshakeDeadline| connect_timed_out(addr, deadline.timeout());
+    let mut made_blocking = false;
     loop {
         match deadline.arm_write(&socket) {
             Ok(()) => {}
@@ -425,21 +422,49 @@ fn tcp_connect(
             }
             Err(e) => return Err(e),
         }
-        match socket.connect(&SockAddr::from(addr)) {
-            Ok(()) => return Ok(socket.into()),
-            // A signal: the attempt goes on, and connecting again waits for it.
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if e.raw_os_error() == Some(libc::EINPROGRESS)
-                    || matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-            {
-                return Err(timed_out(deadline))
+        let Err(e) = socket.connect(&SockAddr::from(addr)) else {
+            return Ok(socket.into());
+        };
+        match connect_error(&e) {
+            ConnectError::Interrupted => {}
+            ConnectError::Connected => return Ok(socket.into()),
+            // The armed timeout ran out (arming again finds the deadline passed), or the
+            // socket did not block: make it block and wait for the attempt under way.
+            ConnectError::Pending => {
+                if !made_blocking {
+                    socket.set_nonblocking(false)?;
+                    made_blocking = true;
+                }
             }
-            Err(e) => return Err(Error::Io(e)),
+            ConnectError::TimedOut => return Err(timed_out(deadline)),
+            ConnectError::Failed => return Err(Error::Io(e)),
         }
+    }
+}
+
+/// What an error from a blocking `connect` means on Linux.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ConnectError {
+    /// EINTR: a signal; the attempt goes on, and connecting again waits for it.
+    Interrupted,
+    /// EISCONN: the attempt completed while a signal interrupted the wait.
+    Connected,
+    /// EINPROGRESS (the `SO_SNDTIMEO` wait ran out, or the socket is non-blocking),
+    /// EALREADY (the same after a retry), EAGAIN: the attempt is still under way.
+    Pending,
+    /// ETIMEDOUT: the kernel gave up retransmitting the SYN.
+    TimedOut,
+    /// Anything else (refused, unreachable, ...): the caller sees it as it is.
+    Failed,
+}
+
+fn connect_error(e: &io::Error) -> ConnectError {
+    match e.raw_os_error() {
+        Some(libc::EINTR) => ConnectError::Interrupted,
+        Some(libc::EISCONN) => ConnectError::Connected,
+        Some(libc::EINPROGRESS | libc::EALREADY | libc::EAGAIN) => ConnectError::Pending,
+        Some(libc::ETIMEDOUT) => ConnectError::TimedOut,
+        _ => ConnectError::Failed,
     }
 }
 
@@ -462,5 +487,30 @@ impl AsFd for SecureSocket {
 impl AsRawFd for SecureSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.socket.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_errors_mean_what_linux_means_by_them() {
+        let cases = [
+            (libc::EINTR, ConnectError::Interrupted),
+            (libc::EISCONN, ConnectError::Connected),
+            (libc::EINPROGRESS, ConnectError::Pending),
+            (libc::EALREADY, ConnectError::Pending),
+            (libc::EAGAIN, ConnectError::Pending),
+            (libc::ETIMEDOUT, ConnectError::TimedOut),
+            (libc::ECONNREFUSED, ConnectError::Failed),
+            (libc::ENETUNREACH, ConnectError::Failed),
+        ];
+        for (errno, meaning) in cases {
+            let e = io::Error::from_raw_os_error(errno);
+            assert_eq!(connect_error(&e), meaning, "{e}");
+        }
+        let custom = io::Error::new(io::ErrorKind::TimedOut, "not from the OS");
+        assert_eq!(connect_error(&custom), ConnectError::Failed);
     }
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 
 use secsock::{
@@ -221,4 +222,30 @@ fn a_socket_bound_elsewhere_names_the_rule() {
         ),
         "{err}"
     );
+}
+
+/// `connect` blocks (bounded by the handshake timeout) even if someone made the socket
+/// non-blocking through its descriptor: the attempt under way is waited for, not
+/// reported as a timeout.
+#[test]
+fn a_socket_made_non_blocking_through_its_descriptor_still_connects() {
+    let domain = TrustDomain::new("example.test");
+    let server = domain.host("server", &[San::Dns("server.example.test")]);
+    let client = domain.host("client", &[San::Dns("client.example.test")]);
+    let srv = echo_server(server.platform());
+    let mut socket = SecureSocket::with_platform(Domain::IPV4, client.platform()).unwrap();
+    socket.set_security(&SecuritySettings::new()).unwrap();
+    socket
+        .set_peer_target_name(PeerTargetName::parse("server.example.test").unwrap())
+        .unwrap();
+    socket2::SockRef::from(&socket)
+        .set_nonblocking(true)
+        .unwrap();
+    let mut stream = socket.connect(srv.addr).unwrap();
+    stream.write_all(b"12345678").unwrap();
+    let mut echoed = [0u8; 8];
+    stream.read_exact(&mut echoed).unwrap();
+    assert_eq!(&echoed, b"12345678");
+    stream.close().unwrap();
+    assert!(srv.outcome().is_ok());
 }

@@ -227,6 +227,7 @@ impl ServerStats {
 /// The `bench-server` command: listens, prints [`Ready`], serves until stdin closes, prints
 /// [`ServerSummary`] and exits (connections still open are cut).
 pub fn run_server(common: &Common) -> anyhow::Result<()> {
+    check_bulk(common)?;
     if let Some(cpu) = common.cpu {
         crate::machine::pin_to_cpu(None, cpu)?;
     }
@@ -710,7 +711,22 @@ impl ClientConn {
 }
 
 /// The `bench-client` command: measures and prints its [`ClientReport`].
+/// The bulk workload sends whole writes: the server waits for exactly what they add up to.
+fn check_bulk(common: &Common) -> anyhow::Result<()> {
+    if common.workload == Workload::Bulk
+        && (common.chunk == 0 || common.bytes % common.chunk as u64 != 0)
+    {
+        bail!(
+            "--bytes {} is not a whole number of --chunk {} writes",
+            common.bytes,
+            common.chunk
+        );
+    }
+    Ok(())
+}
+
 pub fn run_client(common: &Common, client: &ClientOnly) -> anyhow::Result<()> {
+    check_bulk(common)?;
     if let Some(cpu) = common.cpu {
         crate::machine::pin_to_cpu(None, cpu)?;
     }
@@ -893,7 +909,8 @@ fn handshakes(
     let warmed = Arc::new(Barrier::new(threads + 1));
     let go = Arc::new(Barrier::new(threads + 1));
     let start: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
-    let window = Duration::from_secs_f64(client.seconds.max(0.01));
+    let window = Duration::try_from_secs_f64(client.seconds.max(0.01))
+        .with_context(|| format!("--seconds {}: not a duration", client.seconds))?;
     let mut workers = Vec::new();
     for _ in 0..threads {
         let (connector, warmed, go, start) =
