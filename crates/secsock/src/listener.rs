@@ -277,13 +277,7 @@ impl PendingStream {
         }
         let user_alpn = self.offers_user_alpn()?;
         let session = admission.session_for(self.peer_addr.ip(), user_alpn)?;
-        let mut stream =
-            SecureStream::handshake(self.socket, self.peer_addr, session, self.accepted)?;
-        stream.authenticate_user(
-            None,
-            self.accepted + admission.secured.ctx.handshake_timeout,
-        )?;
-        Ok(stream)
+        SecureStream::handshake(self.socket, self.peer_addr, session, self.accepted)
     }
 
     /// Looks at the client's first bytes without consuming them, for at most

@@ -345,7 +345,7 @@ impl SecureSocket {
         match drive_handshake(&tcp, &mut session, &mut deadline) {
             Ok(()) => {
                 let mut stream = SecureStream::established(tcp, addr, session)?;
-                stream.authenticate_user(connecting.user.as_ref(), started + timeout)?;
+                stream.authenticate_user(connecting.user.as_ref(), &mut deadline)?;
                 Ok(stream)
             }
             Err(Error::Negotiation(e))

@@ -167,31 +167,30 @@ pub(crate) fn drive_handshake(
 }
 
 impl SecureStream {
-    /// Runs and checks the handshake (see [`drive_handshake`]).
+    /// Runs and checks the handshake (see [`drive_handshake`]) and the user-authentication
+    /// step, all within the handshake timeout counted from `started` (a listener's side).
     pub(crate) fn handshake(
         socket: TcpStream,
         peer_addr: SocketAddr,
         mut session: Session,
         started: Instant,
     ) -> Result<Self, Error> {
-        let timeout = session.handshake_timeout();
-        drive_handshake(
-            &socket,
-            &mut session,
-            &mut HandshakeDeadline::new(started, timeout),
-        )?;
-        Self::established(socket, peer_addr, session)
+        let mut deadline = HandshakeDeadline::new(started, session.handshake_timeout());
+        drive_handshake(&socket, &mut session, &mut deadline)?;
+        let mut stream = Self::established(socket, peer_addr, session)?;
+        stream.authenticate_user(None, &mut deadline)?;
+        Ok(stream)
     }
 
     /// A stream over a socket whose handshake completed: the checks rustls does not make.
+    /// The handshake's socket timeouts stay armed: [`authenticate_user`](Self::authenticate_user),
+    /// which follows, runs under them and clears them.
     pub(crate) fn established(
         socket: TcpStream,
         peer_addr: SocketAddr,
         mut session: Session,
     ) -> Result<Self, Error> {
         session.complete()?;
-        socket.set_read_timeout(None)?;
-        socket.set_write_timeout(None)?;
         Ok(Self {
             socket,
             link: Link::Tls(session),
@@ -219,12 +218,27 @@ impl SecureStream {
     }
 
     /// Runs the user-authentication step when it was negotiated (see `userauth`), before
-    /// the application sees the stream, within `deadline`. The client proves
-    /// `credentials` (none: it says so); the server checks them against its policy.
+    /// the application sees the stream, within the handshake's `deadline`, then clears the
+    /// handshake's socket timeouts (whatever the outcome). The client proves `credentials`
+    /// (none: it says so); the server checks them against its policy.
     pub(crate) fn authenticate_user(
         &mut self,
         credentials: Option<&UserCredentials>,
-        deadline: Instant,
+        deadline: &mut HandshakeDeadline,
+    ) -> Result<(), Error> {
+        let outcome = self.user_step(credentials, deadline);
+        let cleared = self
+            .socket
+            .set_read_timeout(None)
+            .and_then(|()| self.socket.set_write_timeout(None));
+        outcome?;
+        Ok(cleared?)
+    }
+
+    fn user_step(
+        &mut self,
+        credentials: Option<&UserCredentials>,
+        deadline: &mut HandshakeDeadline,
     ) -> Result<(), Error> {
         let Link::Tls(session) = &self.link else {
             return Ok(());
@@ -240,22 +254,15 @@ impl SecureStream {
             return Ok(());
         }
         let binding = session.channel_binding()?;
-        let timeout = ctx.handshake_timeout;
-        let left = deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-            .ok_or(NegotiationError::Timeout { after: timeout })?;
-        self.socket.set_read_timeout(Some(left))?;
-        self.socket.set_write_timeout(Some(left))?;
+        deadline.arm_read(&self.socket)?;
+        deadline.arm_write(&self.socket)?;
         let outcome = if server {
             self.serve_user_exchange(&ctx, &binding)
         } else {
             self.run_user_exchange(credentials, &ctx, &binding)
         };
-        self.socket.set_read_timeout(None)?;
-        self.socket.set_write_timeout(None)?;
         outcome.map_err(|e| match e {
-            Error::Io(e) => userauth::exchange_io_error(e, peer, timeout).into(),
+            Error::Io(e) => userauth::exchange_io_error(e, peer, deadline.timeout()).into(),
             other => other,
         })
     }
