@@ -35,40 +35,5 @@ fn payload_never_appears_in_clear_and_the_first_byte_is_a_handshake_record() {
 
     let up = relay.to_server.lock().unwrap().clone();
     let down = relay.to_client.lock().unwrap().clone();
-    // 0x16 = TLS handshake record, 0x03 0x01 = the record-layer version of a ClientHello.
-    assert_eq!(
-        &up[..3],
-        &[0x16, 0x03, 0x01],
-        "the client's first bytes are a TLS ClientHello record"
-    );
-    assert_eq!(
-        down[0], 0x16,
-        "the server's first bytes are a TLS handshake record"
-    );
-    for (direction, bytes) in [("client to server", &up), ("server to client", &down)] {
-        assert!(
-            !contains(bytes, b"TOP-SECRET"),
-            "payload visible in clear, {direction}"
-        );
-        assert!(
-            !contains(bytes, b"do-not-leak"),
-            "payload visible in clear, {direction}"
-        );
-        // Every record is a TLS record: after the handshake, application data (0x17).
-        let mut at = 0;
-        while at + 5 <= bytes.len() {
-            let kind = bytes[at];
-            assert!(
-                matches!(kind, 0x14..=0x17),
-                "{direction}: byte {at} starts a non-TLS record {kind:#x}"
-            );
-            let len = usize::from(u16::from_be_bytes([bytes[at + 3], bytes[at + 4]]));
-            at += 5 + len;
-        }
-        assert_eq!(
-            at,
-            bytes.len(),
-            "{direction}: the stream is whole TLS records"
-        );
-    }
+    assert_only_tls_records(&up, &down, &[b"TOP-SECRET", b"do-not-leak"]);
 }

@@ -497,6 +497,35 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// What a relay saw of a secured connection (`up`: client to server, `down`: server to
+/// client): a ClientHello first and a TLS handshake record back, nothing but whole TLS
+/// records after, and none of `secrets` in clear in either direction.
+pub fn assert_only_tls_records(up: &[u8], down: &[u8], secrets: &[&[u8]]) {
+    // 0x16 = TLS handshake record, 0x03 0x01 = the record-layer version of a ClientHello.
+    assert_eq!(
+        &up[..3],
+        &[0x16, 0x03, 0x01],
+        "the client's first bytes are a TLS ClientHello record"
+    );
+    assert_eq!(
+        down[0], 0x16,
+        "the server's first bytes are a TLS handshake record"
+    );
+    for (direction, bytes) in [("client to server", up), ("server to client", down)] {
+        for secret in secrets {
+            assert!(
+                !contains(bytes, secret),
+                "payload visible in clear, {direction}"
+            );
+        }
+        // Whole TLS records only: after the handshake, application data (0x17).
+        assert!(
+            enforcement_fixtures::tls_records(bytes).is_some(),
+            "{direction}: the stream is not whole TLS records"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Streaming helpers and async fixtures (`secsock::tokio`), for tokio_api.rs and
 // robustness.rs.
