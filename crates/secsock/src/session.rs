@@ -124,6 +124,13 @@ struct Rekey {
     since: Instant,
 }
 
+/// See [`Session::user_step`].
+pub(crate) enum UserStep {
+    Skip,
+    Refuse,
+    Exchange { binding: [u8; 32] },
+}
+
 impl Session {
     /// A client session expecting `target` (or any peer proven under the anchors).
     pub(crate) fn client(
@@ -269,6 +276,23 @@ impl Session {
     /// Whether the user-authentication step was negotiated (ALPN).
     pub(crate) fn user_auth_negotiated(&self) -> bool {
         self.conn.alpn_protocol() == Some(crate::userauth::ALPN)
+    }
+
+    /// What the user-authentication step must do after this handshake: nothing, refuse
+    /// (a server whose policy requires it, with a client that did not negotiate it), or
+    /// the exchange bound to this connection's channel binding. Both front ends ask this.
+    pub(crate) fn user_step(&self) -> Result<UserStep, NegotiationError> {
+        if self.user_auth_negotiated() {
+            return Ok(UserStep::Exchange {
+                binding: self.channel_binding()?,
+            });
+        }
+        let required = self.ctx.users.authentication == crate::policy::UserAuthentication::Required;
+        Ok(if self.peer == Peer::Client && required {
+            UserStep::Refuse
+        } else {
+            UserStep::Skip
+        })
     }
 
     /// This connection's RFC 9266 `tls-exporter` channel binding (32 bytes).

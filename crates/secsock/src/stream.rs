@@ -21,9 +21,8 @@ use crate::error::Peer;
 use crate::error::{Error, NegotiationError};
 use crate::impersonate::{ImpersonationError, ImpersonationGuard};
 use crate::info::SecurityInfo;
-use crate::policy::UserAuthentication;
 use crate::readahead::ReadAhead;
-use crate::session::{Clear, Link, Session};
+use crate::session::{Clear, Link, Session, UserStep};
 use crate::settings::UserCredentials;
 use crate::tls::CryptoContext;
 use crate::userauth::{self, ClientExchange, Frame, ServerExchange, Step};
@@ -246,14 +245,14 @@ impl SecureStream {
         let peer = session.peer();
         let ctx = session.context();
         let server = peer == Peer::Client;
-        if !session.user_auth_negotiated() {
-            if server && ctx.users.authentication == UserAuthentication::Required {
+        let binding = match session.user_step()? {
+            UserStep::Skip => return Ok(()),
+            UserStep::Refuse => {
                 let _ = self.shutdown(Shutdown::Both);
                 return Err(NegotiationError::UserAuthenticationRequired.into());
             }
-            return Ok(());
-        }
-        let binding = session.channel_binding()?;
+            UserStep::Exchange { binding } => binding,
+        };
         deadline.arm_read(&self.socket)?;
         deadline.arm_write(&self.socket)?;
         let outcome = if server {

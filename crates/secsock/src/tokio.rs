@@ -48,10 +48,9 @@ use crate::listener::{Admission, Mode, Peeked, PEEK_LIMIT};
 use crate::name::PeerTargetName;
 use crate::peers::{AddressPrefix, PeerNames};
 use crate::platform::Platform;
-use crate::policy::UserAuthentication;
 use crate::readahead::ReadAhead;
 use crate::session::Session;
-use crate::session::{negotiation_io_error, Clear, Link};
+use crate::session::{negotiation_io_error, Clear, Link, UserStep};
 use crate::settings::SecuritySettings;
 use crate::settings::UserCredentials;
 use crate::socket::{connect_timed_out, fallback_socket, Plan};
@@ -575,14 +574,14 @@ impl SecureStream {
         let peer = session.peer();
         let ctx = session.context();
         let server = peer == Peer::Client;
-        if !session.user_auth_negotiated() {
-            if server && ctx.users.authentication == UserAuthentication::Required {
+        let binding = match session.user_step()? {
+            UserStep::Skip => return Ok(()),
+            UserStep::Refuse => {
                 let _ = ::tokio::io::AsyncWriteExt::shutdown(self).await;
                 return Err(NegotiationError::UserAuthenticationRequired.into());
             }
-            return Ok(());
-        }
-        let binding = session.channel_binding()?;
+            UserStep::Exchange { binding } => binding,
+        };
         let timeout = ctx.handshake_timeout;
         let exchange = async {
             if server {
