@@ -610,12 +610,8 @@ mod tests {
         time::OffsetDateTime::from_unix_timestamp(T0 + offset).unwrap()
     }
 
-    fn ca(
-        name: &str,
-        from: i64,
-        until: i64,
-    ) -> (CertificateParams, KeyPair, CertificateDer<'static>) {
-        let key = KeyPair::generate().unwrap();
+    /// A CA certificate's parameters: `name`, valid from `from` to `until`.
+    fn ca_params(name: &str, from: i64, until: i64) -> CertificateParams {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
@@ -624,6 +620,16 @@ mod tests {
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         params.not_before = date(from);
         params.not_after = date(until);
+        params
+    }
+
+    fn ca(
+        name: &str,
+        from: i64,
+        until: i64,
+    ) -> (CertificateParams, KeyPair, CertificateDer<'static>) {
+        let key = KeyPair::generate().unwrap();
+        let params = ca_params(name, from, until);
         let cert = params.self_signed(&key).unwrap().der().clone();
         (params, key, cert)
     }
@@ -651,14 +657,7 @@ mod tests {
         until: i64,
     ) -> (CertificateParams, KeyPair, CertificateDer<'static>) {
         let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "intermediate");
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.not_before = date(from);
-        params.not_after = date(until);
+        let params = ca_params("intermediate", from, until);
         let signer = Issuer::from_params(&issuer.0, &issuer.1);
         let cert = params.signed_by(&key, &signer).unwrap().der().clone();
         (params, key, cert)
