@@ -125,8 +125,14 @@ fn serve(policy: &Path, extra: &[&str]) -> Server {
 }
 
 fn connect(policy: &Path, peer: &str, addr: &str, input: &[u8]) -> Output {
+    connect_args(&["--policy", p(policy), "--peer-name", peer, addr], input)
+}
+
+/// `secsock connect ARGS` with `input` on its standard input (then closed); its output.
+fn connect_args(args: &[&str], input: &[u8]) -> Output {
     let mut child = secsock()
-        .args(["connect", "--policy", p(policy), "--peer-name", peer, addr])
+        .arg("connect")
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -933,28 +939,17 @@ fn connect_falls_back_to_clear_only_with_allow_insecure() {
     );
     assert_eq!(first.first(), Some(&0x16));
 
-    let mut child = secsock()
-        .args([
-            "connect",
+    let out = connect_args(
+        &[
             "--policy",
             p(&policy),
             "--peer-name",
             "server.example.test",
             "--allow-insecure",
             &addr,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"PAYLOAD-123\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        ],
+        b"PAYLOAD-123\n",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "220 plain service ready\r\n");
     // The first connection carried only the ClientHello; the second, the payload in clear.
@@ -1157,9 +1152,8 @@ fn connect_and_query_prove_a_user_by_password() {
     let pw = with_users(&domain, "authentication = \"required\"", "pencil");
     let server = serve(&domain.server_policy(), &[]);
     let client = domain.path("client/policy.toml");
-    let mut child = secsock()
-        .args([
-            "connect",
+    let out = connect_args(
+        &[
             "--policy",
             p(&client),
             "--peer-name",
@@ -1169,19 +1163,9 @@ fn connect_and_query_prove_a_user_by_password() {
             "--password-file",
             p(&pw),
             &server.addr,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"as alice\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        ],
+        b"as alice\n",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "as alice\n");
     let line = server.lines.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -1371,9 +1355,8 @@ fn impersonation_serve_runs_each_connection_as_its_peer() {
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let server = serve(&policy, &["--impersonate"]);
-    let mut child = secsock()
-        .args([
-            "connect",
+    let out = connect_args(
+        &[
             "--policy",
             p(&domain.path("client/policy.toml")),
             "--peer-name",
@@ -1383,14 +1366,9 @@ fn impersonation_serve_runs_each_connection_as_its_peer() {
             "--password-file",
             p(&pw_local),
             &server.addr,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"hi\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+        ],
+        b"hi\n",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "hi\n");
     let _secured = server.lines.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -1413,9 +1391,8 @@ fn impersonation_serve_runs_each_connection_as_its_peer() {
             .success(),
         "a local alice exists here"
     );
-    let mut child = secsock()
-        .args([
-            "connect",
+    let out = connect_args(
+        &[
             "--policy",
             p(&domain.path("client/policy.toml")),
             "--peer-name",
@@ -1425,19 +1402,9 @@ fn impersonation_serve_runs_each_connection_as_its_peer() {
             "--password-file",
             p(&pw),
             &server.addr,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"not served\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        ],
+        b"not served\n",
+    );
     assert!(
         !contains(&out.stdout, b"not served"),
         "served without a local account"
