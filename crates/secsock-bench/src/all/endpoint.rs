@@ -19,8 +19,12 @@
 //! tokio stacks run a current-thread runtime and serve bulk only.
 //!
 //! Conversation with the orchestrator (`run`), JSON lines: the server prints [`Ready`] and
-//! serves until its stdin closes, then prints [`ServerSummary`] and exits; the client runs
-//! and prints [`ClientReport`].
+//! serves until its stdin closes, then prints [`ServerSummary`] and exits. The bulk client
+//! runs and prints [`ClientReport`]. The handshakes and rtt clients measure in slices, so
+//! that the orchestrator can run the stacks of a figure by turns within one run: the client
+//! warms up and prints [`Warmed`], then runs one slice for each [`Go`] on its stdin (a
+//! window of `seconds`, or `iterations` round trips) and prints [`SliceDone`]; when its
+//! stdin closes it prints [`ClientReport`] over all its slices.
 
 use std::io::{self, BufRead, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -98,16 +102,36 @@ pub struct ClientOnly {
     /// The server.
     #[arg(long)]
     pub addr: SocketAddr,
-    /// Handshakes: seconds of the timed window.
-    #[arg(long, default_value_t = 2.0)]
+    /// Handshakes: seconds of each slice's window.
+    #[arg(long, default_value_t = 0.25)]
     pub seconds: f64,
     /// Handshakes: connections per thread before the window; rtt: round trips before the
     /// samples.
     #[arg(long, default_value_t = 20)]
     pub warmup: usize,
-    /// Rtt: round trips sampled.
+    /// Rtt: round trips sampled in each slice.
     #[arg(long, default_value_t = 10_000)]
     pub iterations: usize,
+}
+
+/// The handshakes or rtt client's word that it has warmed up and waits for [`Go`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Warmed {}
+
+/// The orchestrator's word to a warmed-up client: run one slice.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Go {
+    /// The slice's number in the run, from 0 (for messages).
+    pub slice: usize,
+}
+
+/// What one slice did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SliceDone {
+    /// Handshakes: connections completed; rtt: round trips.
+    pub operations: u64,
+    /// Wall time of the slice: from its start to the last thread's end.
+    pub seconds: f64,
 }
 
 /// The server's first line: it listens.
@@ -138,17 +162,18 @@ pub struct ServerSummary {
 /// The client's figures.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ClientReport {
-    /// Bulk: first write to the server's answer; handshakes: the timed window.
+    /// Bulk: first write to the server's answer; handshakes: the slices' windows, added.
     pub seconds: f64,
     /// Bulk: bytes sent.
     pub bytes: u64,
-    /// Handshakes: connections completed in the window (all threads).
+    /// Handshakes: connections completed in the slices (all threads).
     pub connections: u64,
     /// Connections (or exchanges) that failed.
     pub failures: u64,
     /// The first failure.
     pub first_error: Option<String>,
-    /// Handshakes: connect to first byte; rtt: one round trip. (p50, p99) in nanoseconds.
+    /// Handshakes: connect to first byte; rtt: one round trip. (p50, p99) in nanoseconds,
+    /// over the samples of all slices.
     pub latency_ns: Option<(u64, u64)>,
     /// Latency samples behind `latency_ns`.
     pub samples: usize,
@@ -157,7 +182,7 @@ pub struct ClientReport {
     /// Whether that connection resumed a session.
     pub resumed: Option<bool>,
     /// CPU time of this process during the measurement (bulk: first write to the answer;
-    /// handshakes: the window), nanoseconds, all threads.
+    /// handshakes: the slices), nanoseconds, all threads.
     pub cpu_ns: u64,
 }
 
@@ -888,14 +913,45 @@ fn one_byte_round_trip<S: Read + Write + ?Sized>(s: &mut S) -> io::Result<()> {
     s.read_exact(&mut answer)
 }
 
-/// What one client thread of the handshakes workload did in the window.
+/// The slices a warmed-up client is told to run: one per [`Go`] line on stdin, until stdin
+/// closes. `run` measures one slice and says what it did.
+fn run_slices(mut run: impl FnMut(usize) -> anyhow::Result<SliceDone>) -> anyhow::Result<()> {
+    for line in io::stdin().lock().lines() {
+        let line = line.context("reading the orchestrator's input")?;
+        let go: Go = serde_json::from_str(&line)
+            .with_context(|| format!("the orchestrator's input is not a Go message: {line}"))?;
+        say(&run(go.slice)?)?;
+    }
+    Ok(())
+}
+
+/// What one client thread of the handshakes workload did in its slices.
 #[derive(Default)]
 struct ThreadResult {
-    connections: u64,
     failures: u64,
     first_error: Option<String>,
     latencies_ns: Vec<u64>,
-    ended: Option<Instant>,
+}
+
+impl ThreadResult {
+    fn failed(&mut self, e: anyhow::Error) {
+        self.failures += 1;
+        self.first_error.get_or_insert_with(|| format!("{e:#}"));
+    }
+}
+
+/// What the handshakes client's threads share: the current slice's deadline (None: stop),
+/// the barriers that start and end a slice, and the slice's counts.
+struct SliceControl {
+    deadline: Mutex<Option<Instant>>,
+    /// Every thread and the main one: a slice (or the stop) begins.
+    go: Barrier,
+    /// Every thread and the main one: the warm-up or a slice is over.
+    done: Barrier,
+    /// Connections completed, all slices.
+    connections: AtomicU64,
+    /// When the last thread ended the current slice.
+    ended: Mutex<Option<Instant>>,
 }
 
 fn handshakes(
@@ -905,66 +961,84 @@ fn handshakes(
 ) -> anyhow::Result<ClientReport> {
     let connector = Arc::new(Connector::new(common, files)?);
     let threads = common.threads.max(1);
-    // Warm-up done (all threads and this one), then the start time is set, then go.
-    let warmed = Arc::new(Barrier::new(threads + 1));
-    let go = Arc::new(Barrier::new(threads + 1));
-    let start: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
     let window = Duration::try_from_secs_f64(client.seconds.max(0.01))
         .with_context(|| format!("--seconds {}: not a duration", client.seconds))?;
+    let control = Arc::new(SliceControl {
+        deadline: Mutex::new(None),
+        go: Barrier::new(threads + 1),
+        done: Barrier::new(threads + 1),
+        connections: AtomicU64::new(0),
+        ended: Mutex::new(None),
+    });
+    let lock = |m: &Mutex<Option<Instant>>| *m.lock().unwrap_or_else(|p| p.into_inner());
     let mut workers = Vec::new();
     for _ in 0..threads {
-        let (connector, warmed, go, start) =
-            (connector.clone(), warmed.clone(), go.clone(), start.clone());
+        let (connector, control) = (connector.clone(), control.clone());
         let (addr, warmup) = (client.addr, client.warmup);
         workers.push(std::thread::spawn(move || {
             let mut result = ThreadResult::default();
-            let note = |result: &mut ThreadResult, e: anyhow::Error| {
-                result.failures += 1;
-                result.first_error.get_or_insert_with(|| format!("{e:#}"));
-            };
             for _ in 0..warmup {
                 if let Err(e) = exchange(&connector, addr, false) {
-                    note(&mut result, e);
+                    result.failed(e);
                 }
             }
-            warmed.wait();
-            go.wait();
-            let deadline = *start.get().expect("set before go") + window;
-            while Instant::now() < deadline {
-                match exchange(&connector, addr, false) {
-                    Ok((latency, _, _)) => {
-                        result.connections += 1;
-                        result.latencies_ns.push(latency.as_nanos() as u64);
+            control.done.wait();
+            loop {
+                control.go.wait();
+                let Some(deadline) = lock(&control.deadline) else {
+                    break;
+                };
+                while Instant::now() < deadline {
+                    match exchange(&connector, addr, false) {
+                        Ok((latency, _, _)) => {
+                            control.connections.fetch_add(1, Ordering::Relaxed);
+                            result.latencies_ns.push(latency.as_nanos() as u64);
+                        }
+                        Err(e) => result.failed(e),
                     }
-                    Err(e) => note(&mut result, e),
                 }
+                let now = Instant::now();
+                let mut ended = control.ended.lock().unwrap_or_else(|p| p.into_inner());
+                *ended = Some(ended.map_or(now, |e| e.max(now)));
+                drop(ended);
+                control.done.wait();
             }
-            result.ended = Some(Instant::now());
             result
         }));
     }
-    warmed.wait();
-    let cpu = crate::machine::process_cpu_ns();
-    let started = Instant::now();
-    let _ = start.set(started);
-    go.wait();
+    control.done.wait();
     let mut report = ClientReport::default();
+    say(&Warmed {})?;
+    run_slices(|_| {
+        let before = control.connections.load(Ordering::Relaxed);
+        *control.ended.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let cpu = crate::machine::process_cpu_ns();
+        let started = Instant::now();
+        *control.deadline.lock().unwrap_or_else(|p| p.into_inner()) = Some(started + window);
+        control.go.wait();
+        control.done.wait();
+        let seconds = (lock(&control.ended).unwrap_or(started) - started).as_secs_f64();
+        report.seconds += seconds;
+        report.cpu_ns += crate::machine::process_cpu_ns().saturating_sub(cpu);
+        Ok(SliceDone {
+            operations: control.connections.load(Ordering::Relaxed) - before,
+            seconds,
+        })
+    })?;
+    *control.deadline.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    control.go.wait();
     let mut latencies = Vec::new();
-    let mut ended = started;
     for worker in workers {
         let result = worker
             .join()
             .map_err(|_| anyhow::anyhow!("a client thread panicked"))?;
-        report.connections += result.connections;
         report.failures += result.failures;
         if report.first_error.is_none() {
             report.first_error = result.first_error;
         }
         latencies.extend(result.latencies_ns);
-        ended = ended.max(result.ended.unwrap_or(started));
     }
-    report.seconds = (ended - started).as_secs_f64();
-    report.cpu_ns = crate::machine::process_cpu_ns().saturating_sub(cpu);
+    report.connections = control.connections.load(Ordering::Relaxed);
     report.samples = latencies.len();
     report.latency_ns = stats::p50_p99(&mut latencies);
     match exchange(&connector, client.addr, true) {
@@ -989,8 +1063,19 @@ fn rtt(
 ) -> anyhow::Result<ClientReport> {
     let connector = Connector::new(common, files)?;
     let mut conn = connector.connect(client.addr)?;
-    let mut latencies = Vec::with_capacity(client.iterations);
-    with_stream!(&mut conn, ClientConn, s => round_trips(&mut **s, client.warmup, client.iterations, &mut latencies))?;
+    let mut latencies = Vec::new();
+    with_stream!(&mut conn, ClientConn, s => {
+        round_trips(&mut **s, client.warmup, &mut Vec::new())?;
+        say(&Warmed {})?;
+        run_slices(|_| {
+            let started = Instant::now();
+            round_trips(&mut **s, client.iterations, &mut latencies)?;
+            Ok(SliceDone {
+                operations: client.iterations as u64,
+                seconds: started.elapsed().as_secs_f64(),
+            })
+        })
+    })?;
     let (negotiated, resumed) = conn.negotiated();
     conn.close()?;
     let samples = latencies.len();
@@ -1003,18 +1088,14 @@ fn rtt(
     })
 }
 
+/// `iterations` one-byte round trips, each one's time added to `latencies`.
 fn round_trips<S: Read + Write + ?Sized>(
     s: &mut S,
-    warmup: usize,
     iterations: usize,
     latencies: &mut Vec<u64>,
 ) -> io::Result<()> {
     let mut byte = [0u8; 1];
-    for _ in 0..warmup {
-        s.write_all(b".")?;
-        s.flush()?;
-        s.read_exact(&mut byte)?;
-    }
+    latencies.reserve(iterations);
     for _ in 0..iterations {
         let started = Instant::now();
         s.write_all(b".")?;

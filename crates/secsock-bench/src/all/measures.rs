@@ -9,6 +9,20 @@ use super::{floor, openssl};
 use super::{rotated, Entrant, Suite};
 use crate::load::{self, LoadOptions, Negotiated, Order};
 
+/// One handshakes figure: connections per second, with one thread the latency (p50, p99)
+/// in microseconds, and for our stacks the CPU time per connection of the client and the
+/// server in microseconds.
+struct HandshakeFigure {
+    rate: f64,
+    latency_us: Option<(f64, f64)>,
+    cpu_us: Option<[f64; 2]>,
+}
+
+/// (p50, p99) in nanoseconds, in microseconds.
+fn micros((p50, p99): (u64, u64)) -> (f64, f64) {
+    (p50 as f64 / 1e3, p99 as f64 / 1e3)
+}
+
 impl Suite {
     // -- bulk ------------------------------------------------------------------------------
 
@@ -241,50 +255,63 @@ impl Suite {
                     .into(),
             );
         }
-        let mut entrants = vec![Entrant::Ours(Stack::Rustls), Entrant::Ours(Stack::Secsock)];
-        if openssl {
-            entrants.push(Entrant::Openssl);
-        }
+        let runs = self.options.runs;
+        let record = |rate: &mut Measure,
+                      p50: &mut Measure,
+                      p99: &mut Measure,
+                      run: usize,
+                      entrant: Entrant,
+                      figure: HandshakeFigure| {
+            eprintln!(
+                "{}, run {}/{}: {:<8} {:7.0} hs/s{}",
+                rate.name,
+                run + 1,
+                runs,
+                entrant.name(),
+                figure.rate,
+                figure
+                    .latency_us
+                    .map(|(a, b)| format!(", p50 {a:.0} us, p99 {b:.0} us"))
+                    .unwrap_or_default()
+            );
+            let column = match entrant {
+                Entrant::Ours(Stack::Secsock) => Column::Secsock,
+                Entrant::Ours(_) => Column::Rustls,
+                Entrant::Openssl => Column::Openssl,
+            };
+            rate.record(column, figure.rate);
+            if let Some([client, server]) = figure.cpu_us {
+                rate.record_cpu(column, client, server);
+            }
+            if let (1, Some((a, b))) = (threads, figure.latency_us) {
+                p50.record(column, a);
+                p99.record(column, b);
+            }
+        };
         for run in 0..self.options.runs {
-            for entrant in rotated(&entrants, run) {
-                if !self.takes_part(entrant) {
-                    continue;
+            // rustls and secsock by turns, in slices over the run; OpenSSL's tools alone.
+            let ours: Vec<Stack> = rotated(&[Stack::Rustls, Stack::Secsock], run)
+                .into_iter()
+                .filter(|&s| self.takes_part(Entrant::Ours(s)))
+                .collect();
+            let figures = self
+                .handshake_figures(&ours, kx, resumption, threads, run == 0)
+                .await;
+            for (stack, figure) in ours.into_iter().zip(figures) {
+                match figure {
+                    Ok(f) => record(&mut rate, &mut p50, &mut p99, run, Entrant::Ours(stack), f),
+                    Err(e) => self
+                        .failures
+                        .push(format!("{} {}: {e:#}", rate.name, stack.name())),
                 }
-                let figure = self
-                    .handshake_figure(entrant, kx, resumption, threads, run == 0)
-                    .await;
-                let (hs, latency, cpu) = match figure {
-                    Ok(f) => f,
-                    Err(e) => {
-                        self.failures
-                            .push(format!("{} {}: {e:#}", rate.name, entrant.name()));
-                        continue;
-                    }
-                };
-                eprintln!(
-                    "{}, run {}/{}: {:<8} {hs:7.0} hs/s{}",
-                    rate.name,
-                    run + 1,
-                    self.options.runs,
-                    entrant.name(),
-                    latency
-                        .map(|(a, b)| format!(", p50 {a:.0} us, p99 {b:.0} us"))
-                        .unwrap_or_default()
-                );
-                let column = match entrant {
-                    Entrant::Ours(Stack::Secsock) => Column::Secsock,
-                    Entrant::Ours(_) => Column::Rustls,
-                    Entrant::Openssl => Column::Openssl,
-                };
-                rate.record(column, hs);
-                if let Some([client, server]) = cpu {
-                    rate.record_cpu(column, client, server);
-                }
-                if threads == 1 {
-                    if let Some((a, b)) = latency {
-                        p50.record(column, a);
-                        p99.record(column, b);
-                    }
+            }
+            if openssl && self.takes_part(Entrant::Openssl) {
+                match self
+                    .openssl_handshake_figure(kx, resumption, threads, run == 0)
+                    .await
+                {
+                    Ok(f) => record(&mut rate, &mut p50, &mut p99, run, Entrant::Openssl, f),
+                    Err(e) => self.failures.push(format!("{} openssl: {e:#}", rate.name)),
                 }
             }
         }
@@ -296,115 +323,129 @@ impl Suite {
         Ok(())
     }
 
-    /// One handshakes figure: connections per second, with one thread (p50, p99) of the
-    /// latency in microseconds, and for our stacks the CPU time per connection of the
-    /// client and the server in microseconds.
-    async fn handshake_figure(
+    /// OpenSSL's handshakes figure (`s_server` and `s_time`), run on its own.
+    async fn openssl_handshake_figure(
         &mut self,
-        entrant: Entrant,
         kx: Kx,
         resumption: bool,
         threads: usize,
         first_run: bool,
-    ) -> anyhow::Result<(f64, Option<(f64, f64)>, Option<[f64; 2]>)> {
+    ) -> anyhow::Result<HandshakeFigure> {
         let kind = if resumption { "resumed" } else { "full" };
-        let us = |(a, b): (u64, u64)| (a as f64 / 1e3, b as f64 / 1e3);
-        let stack = match entrant {
-            Entrant::Openssl => {
-                let figure = openssl::handshakes(
-                    &self.domain,
-                    &self.scratch,
-                    resumption,
-                    threads,
-                    self.sizes.handshake_seconds,
-                    self.sizes.handshake_warmup,
-                    self.cpus,
-                )
-                .await?;
-                let expected_resumed = if resumption { figure.connections } else { 0 };
-                if figure.resumed != expected_resumed {
-                    self.failures.push(format!(
-                        "handshakes {kind} openssl: {} of {} connections resumed",
-                        figure.resumed, figure.connections
-                    ));
-                }
-                if first_run {
-                    self.negotiated(
-                        format!("handshakes {kind} {threads}t {}/openssl", kx.name()),
-                        figure.negotiated.as_ref(),
-                        None,
-                        "TLS_AES_128_GCM_SHA256",
-                        "X25519",
-                    );
-                }
-                return Ok((figure.rate, figure.latency_ns.map(us), None));
-            }
-            Entrant::Ours(stack) => stack,
-        };
-        let server = self.common(
-            stack,
-            Workload::Handshakes,
-            kx,
+        let seconds = (self.sizes.handshake_slices as f64 * self.sizes.handshake_slice_seconds)
+            .round()
+            .max(1.0) as u64;
+        let figure = openssl::handshakes(
+            &self.domain,
+            &self.scratch,
             resumption,
-            self.sizes.server_threads,
-            0,
-            0,
-        );
-        let server = Common {
-            cpu_mark: (self.sizes.handshake_warmup * threads) as u64,
-            ..server
-        };
-        let client = Common {
             threads,
-            ..server.clone()
-        };
-        let seconds = self.sizes.handshake_seconds.to_string();
-        let warmup = self.sizes.handshake_warmup.to_string();
-        let extra = ["--seconds", seconds.as_str(), "--warmup", warmup.as_str()];
-        let (report, summary) = self.ours(&server, &client, &extra).await?;
-        self.note_failures(
-            &format!(
-                "handshakes {kind} {threads}t {} {}",
-                kx.name(),
-                stack.name()
-            ),
-            &report,
-            &summary,
-        );
-        if report.resumed != Some(resumption) {
+            seconds,
+            self.sizes.handshake_warmup,
+            self.cpus,
+        )
+        .await?;
+        let expected_resumed = if resumption { figure.connections } else { 0 };
+        if figure.resumed != expected_resumed {
             self.failures.push(format!(
-                "handshakes {kind} {} {}: the probe connection resumed: {:?}",
-                kx.name(),
-                stack.name(),
-                report.resumed
+                "handshakes {kind} openssl: {} of {} connections resumed",
+                figure.resumed, figure.connections
             ));
         }
         if first_run {
             self.negotiated(
-                format!(
-                    "handshakes {kind} {threads}t {}/{}",
-                    kx.name(),
-                    stack.name()
-                ),
-                report.negotiated.as_ref(),
-                summary.negotiated.as_ref(),
-                "TLS13_AES_128_GCM_SHA256",
-                kx.name(),
+                format!("handshakes {kind} {threads}t {}/openssl", kx.name()),
+                figure.negotiated.as_ref(),
+                None,
+                "TLS_AES_128_GCM_SHA256",
+                "X25519",
             );
         }
-        if report.seconds <= 0.0 || report.connections == 0 {
-            anyhow::bail!("no connection completed in the window");
+        Ok(HandshakeFigure {
+            rate: figure.rate,
+            latency_us: figure.latency_ns.map(micros),
+            cpu_us: None,
+        })
+    }
+
+    /// One run's handshakes figures of our `stacks`, taken by turns
+    /// ([`Suite::ours_by_turns`]), in the order of `stacks`.
+    async fn handshake_figures(
+        &mut self,
+        stacks: &[Stack],
+        kx: Kx,
+        resumption: bool,
+        threads: usize,
+        first_run: bool,
+    ) -> Vec<anyhow::Result<HandshakeFigure>> {
+        let kind = if resumption { "resumed" } else { "full" };
+        let pairs: Vec<(Common, Common)> = stacks
+            .iter()
+            .map(|&stack| {
+                let server = Common {
+                    cpu_mark: (self.sizes.handshake_warmup * threads) as u64,
+                    ..self.common(
+                        stack,
+                        Workload::Handshakes,
+                        kx,
+                        resumption,
+                        self.sizes.server_threads,
+                        0,
+                        0,
+                    )
+                };
+                let client = Common {
+                    threads,
+                    ..server.clone()
+                };
+                (server, client)
+            })
+            .collect();
+        let seconds = self.sizes.handshake_slice_seconds.to_string();
+        let warmup = self.sizes.handshake_warmup.to_string();
+        let extra = ["--seconds", seconds.as_str(), "--warmup", warmup.as_str()];
+        let results = self
+            .ours_by_turns(&pairs, &extra, self.sizes.handshake_slices)
+            .await;
+        let mut figures = Vec::new();
+        for (&stack, result) in stacks.iter().zip(results) {
+            let what = format!(
+                "handshakes {kind} {threads}t {}/{}",
+                kx.name(),
+                stack.name()
+            );
+            figures.push(result.and_then(|(report, summary, _)| {
+                self.note_failures(&what, &report, &summary);
+                if report.resumed != Some(resumption) {
+                    self.failures.push(format!(
+                        "{what}: the probe connection resumed: {:?}",
+                        report.resumed
+                    ));
+                }
+                if first_run {
+                    self.negotiated(
+                        what,
+                        report.negotiated.as_ref(),
+                        summary.negotiated.as_ref(),
+                        "TLS13_AES_128_GCM_SHA256",
+                        kx.name(),
+                    );
+                }
+                if report.seconds <= 0.0 || report.connections == 0 {
+                    anyhow::bail!("no connection completed in the slices");
+                }
+                let per_connection = |ns: u64, n: u64| ns as f64 / 1e3 / n.max(1) as f64;
+                Ok(HandshakeFigure {
+                    rate: report.connections as f64 / report.seconds,
+                    latency_us: report.latency_ns.map(micros),
+                    cpu_us: Some([
+                        per_connection(report.cpu_ns, report.connections),
+                        per_connection(summary.cpu_ns, summary.cpu_ops),
+                    ]),
+                })
+            }));
         }
-        let per_connection = |ns: u64, n: u64| ns as f64 / 1e3 / n.max(1) as f64;
-        let cpu = [
-            per_connection(report.cpu_ns, report.connections),
-            per_connection(summary.cpu_ns, summary.cpu_ops),
-        ];
-        Ok((
-            report.connections as f64 / report.seconds,
-            report.latency_ns.map(us),
-            Some(cpu),
-        ))
+        figures
     }
 
     // -- rtt -------------------------------------------------------------------------------
@@ -419,21 +460,30 @@ impl Suite {
                 .into(),
         );
         let entrants = [Stack::Tcp, Stack::Rustls, Stack::Secsock];
-        let iterations = self.sizes.rtt_iterations.to_string();
+        let slices = self.sizes.rtt_slices.max(1);
+        let iterations = (self.sizes.rtt_iterations / slices).to_string();
         let warmup = self.sizes.rtt_warmup.to_string();
+        let extra = [
+            "--iterations",
+            iterations.as_str(),
+            "--warmup",
+            warmup.as_str(),
+        ];
         for run in 0..self.options.runs {
-            for stack in rotated(&entrants, run) {
-                if !self.takes_part(Entrant::Ours(stack)) {
-                    continue;
-                }
-                let common = self.common(stack, Workload::Rtt, Kx::Pq, true, 1, 0, 0);
-                let extra = [
-                    "--iterations",
-                    iterations.as_str(),
-                    "--warmup",
-                    warmup.as_str(),
-                ];
-                let (report, summary) = match self.ours(&common, &common, &extra).await {
+            let stacks: Vec<Stack> = rotated(&entrants, run)
+                .into_iter()
+                .filter(|&s| self.takes_part(Entrant::Ours(s)))
+                .collect();
+            let pairs: Vec<(Common, Common)> = stacks
+                .iter()
+                .map(|&stack| {
+                    let common = self.common(stack, Workload::Rtt, Kx::Pq, true, 1, 0, 0);
+                    (common.clone(), common)
+                })
+                .collect();
+            let results = self.ours_by_turns(&pairs, &extra, slices).await;
+            for (stack, result) in stacks.into_iter().zip(results) {
+                let (report, summary, _) = match result {
                     Ok(x) => x,
                     Err(e) => {
                         self.failures.push(format!("rtt {}: {e:#}", stack.name()));
@@ -450,12 +500,11 @@ impl Suite {
                         Kx::Pq.name(),
                     );
                 }
-                let Some((a, b)) = report.latency_ns else {
+                let Some((a, b)) = report.latency_ns.map(micros) else {
                     self.failures
                         .push(format!("rtt {}: no samples", stack.name()));
                     continue;
                 };
-                let (a, b) = (a as f64 / 1e3, b as f64 / 1e3);
                 eprintln!(
                     "rtt, run {}/{}: {:<8} p50 {a:6.1} us, p99 {b:6.1} us",
                     run + 1,

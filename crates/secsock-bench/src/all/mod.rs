@@ -18,7 +18,11 @@
 //! Every figure of our stacks comes from two fresh processes of this program, a server and a
 //! client (`endpoint`), as `load` runs them; OpenSSL's from fresh `openssl` processes. Within
 //! a run the stacks take turns, in an order rotated from run to run, so that no stack always
-//! goes first. Each stack's endpoints report what they negotiated, and the report lists it.
+//! goes first. Handshakes and round trips are taken in slices, by turns: every stack's
+//! processes are started, then the stacks run one short slice each, back and forth, until
+//! each has run its share (`Suite::ours_by_turns`), so that the machine's drift within a run
+//! weighs on all of them alike. Each stack's endpoints report what they negotiated, and the
+//! report lists it.
 //!
 //! Modules: `floor` (the AES-GCM record crypto alone, which bounds every TLS stack against
 //! TCP), `measures` (each part of the suite: who takes part, in which order, what is
@@ -44,7 +48,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::ValueEnum;
 
-use self::endpoint::{ClientReport, Common, Ready, ServerSummary, Workload};
+use self::endpoint::{ClientReport, Common, Go, Ready, ServerSummary, SliceDone, Warmed, Workload};
 use self::report::{Measure, Report};
 use self::stacks::{Kx, Stack};
 use crate::child::{Child, CLIENT_WRAPPER_VAR, SERVER_WRAPPER_VAR};
@@ -103,9 +107,14 @@ pub struct AllOptions {
 struct Sizes {
     bulk_bytes: u64,
     chunks: [usize; 2],
-    handshake_seconds: u64,
+    /// Handshakes and rtt run in slices, the stacks of a run taking turns
+    /// ([`Suite::ours_by_turns`]): this many per stack and run.
+    handshake_slices: usize,
+    handshake_slice_seconds: f64,
     handshake_warmup: usize,
     server_threads: usize,
+    rtt_slices: usize,
+    /// Round trips per stack and run, all slices.
     rtt_iterations: usize,
     rtt_warmup: usize,
     memory_connections: usize,
@@ -116,9 +125,12 @@ impl Sizes {
         Self {
             bulk_bytes: if quick { 256 << 20 } else { 1 << 30 },
             chunks: [16 << 10, 64 << 10],
-            handshake_seconds: if quick { 1 } else { 2 },
+            // 2 s per stack and run (1 s with --quick), in quarter seconds.
+            handshake_slices: if quick { 10 } else { 20 },
+            handshake_slice_seconds: 0.1,
             handshake_warmup: 20,
             server_threads: 4,
+            rtt_slices: if quick { 10 } else { 40 },
             // p99 of a run is its 1,000th-slowest round trip at 100,000 (1.5 s): with
             // 20,000 (0.3 s), one burst of the VM's interrupts moved it by 20 %.
             rtt_iterations: if quick { 20_000 } else { 100_000 },
@@ -133,8 +145,13 @@ impl Sizes {
         m.insert("bulk_write_sizes".into(), serde_json::json!(self.chunks));
         m.insert(
             "handshake_seconds_per_run".into(),
-            self.handshake_seconds.into(),
+            (self.handshake_slices as f64 * self.handshake_slice_seconds).into(),
         );
+        m.insert(
+            "handshake_slices_per_run".into(),
+            self.handshake_slices.into(),
+        );
+        m.insert("rtt_slices_per_run".into(), self.rtt_slices.into());
         m.insert(
             "handshake_warmup_connections_per_client_thread".into(),
             self.handshake_warmup.into(),
@@ -178,6 +195,17 @@ fn rotated<T: Copy>(items: &[T], by: usize) -> Vec<T> {
         .chain(items[..by].iter())
         .copied()
         .collect()
+}
+
+/// Which of `n` stacks run, in turn, in slice number `slice` of a run by turns: in the
+/// given order for even slices, in the reverse order for odd ones, so that over each pair
+/// of slices every stack has run as often early as late.
+fn turn_order(n: usize, slice: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    if slice % 2 == 1 {
+        order.reverse();
+    }
+    order
 }
 
 /// The CPUs the servers and the clients run on.
@@ -492,6 +520,124 @@ impl Suite {
     }
 }
 
+/// The two processes of one stack in a run by turns ([`Suite::ours_by_turns`]).
+struct Lane {
+    server: Child,
+    client: Child,
+    slices: Vec<SliceDone>,
+}
+
+/// How long a slice may take (a profiler wrapping the client slows it by orders of
+/// magnitude).
+const SLICE_PATIENCE: Duration = Duration::from_secs(900);
+
+impl Suite {
+    /// One run of a measure taken in slices (handshakes, rtt) for several of our stacks,
+    /// by turns: for each `(server, client)`, a fresh server process and a fresh client
+    /// process (with `client_extra` arguments), all started before any slice runs, the
+    /// clients warming up one after the other; then `slices` slices per stack, the stacks
+    /// taking turns in the order given for even slices and in the reverse order for odd ones
+    /// (A B, B A, A B, ...). Each stack's slices are spread over the whole run, so a drift of
+    /// the machine during the run (this VM's speed wanders by several percent over seconds)
+    /// weighs on every stack alike instead of on whichever ran while it lasted.
+    ///
+    /// Returns, for each pair, the client's report over all its slices, the server's
+    /// summary and the slices; a stack whose processes fail is left out of the remaining
+    /// turns and its error returned, and the others go on.
+    async fn ours_by_turns(
+        &self,
+        pairs: &[(Common, Common)],
+        client_extra: &[&str],
+        slices: usize,
+    ) -> Vec<anyhow::Result<(ClientReport, ServerSummary, Vec<SliceDone>)>> {
+        let mut lanes = Vec::new();
+        for (server, client) in pairs {
+            lanes.push(self.start_lane(server, client, client_extra).await);
+        }
+        for slice in 0..slices {
+            for i in turn_order(lanes.len(), slice) {
+                let Ok(lane) = &mut lanes[i] else {
+                    continue;
+                };
+                let done = async {
+                    lane.client.send(&Go { slice }).await?;
+                    lane.client
+                        .read::<SliceDone>("the end of a slice", SLICE_PATIENCE)
+                        .await
+                }
+                .await;
+                match done {
+                    Ok(done) => lane.slices.push(done),
+                    Err(e) => lanes[i] = Err(e.context(format!("slice {}", slice + 1))),
+                }
+            }
+        }
+        let mut results = Vec::new();
+        for lane in lanes {
+            results.push(match lane {
+                Ok(lane) => Self::finish_lane(lane).await,
+                Err(e) => Err(e),
+            });
+        }
+        results
+    }
+
+    /// Starts a stack's server, then its client, and waits until the client has warmed up.
+    async fn start_lane(
+        &self,
+        server: &Common,
+        client: &Common,
+        client_extra: &[&str],
+    ) -> anyhow::Result<Lane> {
+        let server = Common {
+            cpu: self.cpus.map(|c| c.server),
+            ..server.clone()
+        };
+        let client = Common {
+            cpu: self.cpus.map(|c| c.client),
+            ..client.clone()
+        };
+        let mut server = Child::start(
+            "server",
+            SERVER_WRAPPER_VAR,
+            &endpoint_args("bench-server", &server, &self.domain.server.dir),
+        )?;
+        let ready: Ready = server.read("its address", Duration::from_secs(60)).await?;
+        let mut args = endpoint_args("bench-client", &client, &self.domain.client.dir);
+        args.push("--addr".into());
+        args.push(ready.addr.to_string().into());
+        args.extend(client_extra.iter().map(OsString::from));
+        let mut client = Child::start("client", CLIENT_WRAPPER_VAR, &args)?;
+        let _: Warmed = client
+            .read("the end of its warm-up", SLICE_PATIENCE)
+            .await?;
+        Ok(Lane {
+            server,
+            client,
+            slices: Vec::new(),
+        })
+    }
+
+    /// Tells a stack's client, then its server, to finish, and collects what they say.
+    async fn finish_lane(
+        mut lane: Lane,
+    ) -> anyhow::Result<(ClientReport, ServerSummary, Vec<SliceDone>)> {
+        lane.client.close_input();
+        let report: ClientReport = lane
+            .client
+            .read("its report", Duration::from_secs(60))
+            .await?;
+        lane.client.finish().await?;
+        lane.server.close_input();
+        let summary: ServerSummary = lane
+            .server
+            .read("its summary", Duration::from_secs(60))
+            .await?;
+        lane.server.finish().await?;
+        Ok((report, summary, lane.slices))
+    }
+}
+
 /// The command line of an endpoint process for `common`, with `identity` as its identity.
 fn endpoint_args(command: &str, common: &Common, identity: &std::path::Path) -> Vec<OsString> {
     let name = |v: Option<clap::builder::PossibleValue>| {
@@ -538,6 +684,24 @@ mod tests {
         assert_eq!(rotated(&[1, 2, 3], 1), vec![2, 3, 1]);
         assert_eq!(rotated(&[1, 2, 3], 5), vec![3, 1, 2]);
         assert_eq!(rotated::<u8>(&[], 2), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn stacks_take_turns_forward_then_backward() {
+        assert_eq!(turn_order(2, 0), vec![0, 1]);
+        assert_eq!(turn_order(2, 1), vec![1, 0]);
+        assert_eq!(turn_order(3, 4), vec![0, 1, 2]);
+        assert_eq!(turn_order(3, 7), vec![2, 1, 0]);
+        // Over two slices, each stack's positions add up to the same.
+        for n in 1..5 {
+            let mut sums = vec![0; n];
+            for slice in 0..2 {
+                for (position, stack) in turn_order(n, slice).into_iter().enumerate() {
+                    sums[stack] += position;
+                }
+            }
+            assert!(sums.iter().all(|&s| s == n - 1), "{sums:?}");
+        }
     }
 
     #[test]
