@@ -54,7 +54,7 @@ impl Clear {
         Self {
             reason,
             linger: ctx.handshake_timeout,
-            connection_id: ctx.random_id(),
+            connection_id: ctx.new_id(),
         }
     }
 
@@ -155,7 +155,7 @@ impl Session {
         let verifier =
             || ServerIdentityVerifier::new(ctx.validator.clone(), target.clone(), optional_name);
         let (config, tickets) = ctx.client_config(&target_key, verifier, sni.is_some());
-        tickets.session.set(ctx.random_id());
+        tickets.session.set(ctx.new_id());
         let server_name = sni.unwrap_or(ServerName::IpAddress(peer_ip.into()));
         let conn = ClientConnection::new(config, server_name).map_err(|e| Error::Config {
             policy: ctx.policy.name.clone(),
@@ -185,7 +185,7 @@ impl Session {
                 policy: ctx.policy.name.clone(),
                 reason: e.to_string(),
             })?;
-        let session_id = ctx.random_id();
+        let session_id = ctx.new_id();
         conn.set_resumption_data(&session_id.to_be_bytes());
         let mut session = Self::with(Connection::Server(conn), ctx, Peer::Client, None);
         session.server_session_id = session_id;
@@ -198,7 +198,7 @@ impl Session {
         peer: Peer,
         client: Option<ClientSide>,
     ) -> Self {
-        let connection_id = ctx.random_id();
+        let connection_id = ctx.new_id();
         let rekey = Rekey {
             bytes_limit: ctx.policy.rekey_after.bytes,
             time_limit: ctx.policy.rekey_after.time,
