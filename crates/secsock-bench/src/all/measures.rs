@@ -92,7 +92,7 @@ impl Suite {
                         entrant.name()
                     );
                     let record = |m: &mut Measure, column: Column| {
-                        m.record(column, value);
+                        m.record(column, run, value);
                         if let Some([client, server]) = cpu {
                             m.record_cpu(column, client, server);
                         }
@@ -100,15 +100,15 @@ impl Suite {
                     match entrant {
                         Entrant::Ours(Stack::Tcp) => {
                             record(&mut blocking, Column::Tcp);
-                            tokio.record(Column::Tcp, value);
+                            tokio.record(Column::Tcp, run, value);
                         }
                         Entrant::Ours(Stack::Rustls) => record(&mut blocking, Column::Rustls),
                         Entrant::Ours(Stack::Secsock) => record(&mut blocking, Column::Secsock),
                         Entrant::Ours(Stack::RustlsTokio) => record(&mut tokio, Column::Rustls),
                         Entrant::Ours(Stack::SecsockTokio) => record(&mut tokio, Column::Secsock),
                         Entrant::Openssl => {
-                            blocking.record(Column::Openssl, value);
-                            tokio.record(Column::Openssl, value);
+                            blocking.record(Column::Openssl, run, value);
+                            tokio.record(Column::Openssl, run, value);
                         }
                     }
                 }
@@ -279,13 +279,13 @@ impl Suite {
                 Entrant::Ours(_) => Column::Rustls,
                 Entrant::Openssl => Column::Openssl,
             };
-            rate.record(column, figure.rate);
+            rate.record(column, run, figure.rate);
             if let Some([client, server]) = figure.cpu_us {
                 rate.record_cpu(column, client, server);
             }
             if let (1, Some((a, b))) = (threads, figure.latency_us) {
-                p50.record(column, a);
-                p99.record(column, b);
+                p50.record(column, run, a);
+                p99.record(column, run, b);
             }
         };
         for run in 0..self.options.runs {
@@ -516,8 +516,8 @@ impl Suite {
                     Stack::Rustls => Column::Rustls,
                     _ => Column::Secsock,
                 };
-                p50.record(column, a);
-                p99.record(column, b);
+                p50.record(column, run, a);
+                p99.record(column, run, b);
             }
         }
         self.measures.push(p50);
@@ -577,18 +577,22 @@ impl Suite {
             );
             server.record(
                 Column::Secsock,
+                run,
                 report.secsock.server_memory_per_connection_bytes as f64,
             );
             server.record(
                 Column::Rustls,
+                run,
                 report.rustls.server_memory_per_connection_bytes as f64,
             );
             client.record(
                 Column::Secsock,
+                run,
                 report.secsock.client_memory_per_connection_bytes as f64,
             );
             client.record(
                 Column::Rustls,
+                run,
                 report.rustls.client_memory_per_connection_bytes as f64,
             );
             if run == 0 {

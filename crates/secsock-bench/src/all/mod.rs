@@ -360,8 +360,9 @@ pub fn run_all(options: AllOptions) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
     );
     suite.notes.push(
-        "ratios are secsock / baseline in the measure's unit: above 1 is better for MiB/s and \
-         hs/s, below 1 for us and bytes"
+        "ratios are secsock / baseline in the measure's unit, the median of the runs' own \
+         ratios (every run measures every stack): above 1 is better for MiB/s and hs/s, below 1 \
+         for us and bytes"
             .into(),
     );
     let report = Report {

@@ -74,8 +74,9 @@ pub struct Measure {
     pub better: Better,
     /// The issue's targets for it.
     pub targets: Vec<Target>,
-    /// The figure of every run, per column (absent: the column does not apply).
-    pub runs: BTreeMap<Column, Vec<f64>>,
+    /// The figure of every run, per column and run number (absent: the column does not
+    /// apply, or its run failed).
+    pub runs: BTreeMap<Column, BTreeMap<usize, f64>>,
     /// Why a column is null or what it means here, if it needs saying.
     pub notes: Vec<String>,
     /// The unit of the CPU cost per operation, if measured (e.g. `ns/KiB`).
@@ -137,19 +138,73 @@ impl Measure {
         self
     }
 
-    /// Records one run's figure of a column.
-    pub fn record(&mut self, column: Column, value: f64) {
-        self.runs.entry(column).or_default().push(value);
+    /// Records the figure of a column in run number `run`.
+    pub fn record(&mut self, column: Column, run: usize, value: f64) {
+        self.runs.entry(column).or_default().insert(run, value);
     }
 
     /// The median of a column's runs.
     pub fn median(&self, column: Column) -> Option<f64> {
-        stats::median(self.runs.get(&column)?)
+        stats::median(
+            &self
+                .runs
+                .get(&column)?
+                .values()
+                .copied()
+                .collect::<Vec<_>>(),
+        )
     }
 
-    /// secsock's median over a baseline's.
+    /// secsock's figure over the baseline's in each run that has both, in run order.
+    pub fn run_ratios(&self, against: Column) -> Vec<f64> {
+        let (Some(ours), Some(theirs)) = (self.runs.get(&Column::Secsock), self.runs.get(&against))
+        else {
+            return Vec::new();
+        };
+        ours.iter()
+            .filter_map(|(run, &v)| stats::ratio(Some(v), theirs.get(run).copied()))
+            .collect()
+    }
+
+    /// The ratio to a baseline: the median of the runs' own ratios. Every run measures
+    /// every stack, by turns, so each run's ratio compares figures taken under the same
+    /// conditions; the median of those pairs is not moved by the machine's drift between
+    /// runs, which the ratio of the two columns' medians (taken from different runs) is.
     pub fn ratio(&self, against: Column) -> Option<f64> {
-        stats::ratio(self.median(Column::Secsock), self.median(against))
+        stats::median(&self.run_ratios(against))
+    }
+
+    /// Every run's figure per column (null where a run has none), and secsock's ratio to
+    /// each baseline in each run (`secsock/rustls`, ...), for the JSON output.
+    fn per_run(&self, runs: usize) -> BTreeMap<String, Vec<Option<f64>>> {
+        let runs = runs.max(
+            self.runs
+                .values()
+                .filter_map(|r| r.keys().max())
+                .max()
+                .map_or(0, |m| m + 1),
+        );
+        let mut out: BTreeMap<String, Vec<Option<f64>>> = self
+            .runs
+            .iter()
+            .map(|(c, r)| {
+                (
+                    c.name().to_string(),
+                    (0..runs).map(|i| r.get(&i).copied()).collect(),
+                )
+            })
+            .collect();
+        for against in self.runs.keys().filter(|&&c| c != Column::Secsock) {
+            let theirs = &self.runs[against];
+            let ratios = (0..runs)
+                .map(|i| {
+                    let ours = self.runs.get(&Column::Secsock)?.get(&i).copied();
+                    stats::ratio(ours, theirs.get(&i).copied()).map(|r| round(r, 4))
+                })
+                .collect();
+            out.insert(format!("secsock/{}", against.name()), ratios);
+        }
+        out
     }
 
     /// The result row of the JSON output.
@@ -167,7 +222,7 @@ impl Measure {
         }
     }
 
-    /// Each target checked against the medians.
+    /// Each target checked against the ratio (the median of the runs' ratios).
     pub fn checks(&self) -> Vec<TargetCheck> {
         self.targets
             .iter()
@@ -218,7 +273,7 @@ struct Document<'a> {
     runs: usize,
     sizes: &'a BTreeMap<String, serde_json::Value>,
     targets: Vec<TargetCheck>,
-    per_run: BTreeMap<&'a str, BTreeMap<&'a str, &'a Vec<f64>>>,
+    per_run: BTreeMap<&'a str, BTreeMap<String, Vec<Option<f64>>>>,
     cpu_per_operation: BTreeMap<&'a str, serde_json::Map<String, serde_json::Value>>,
     negotiated: &'a BTreeMap<String, String>,
     cpu: Option<&'a CpuUse>,
@@ -248,7 +303,7 @@ pub struct TargetCheck {
     pub wanted: String,
     /// An aim rather than a requirement.
     pub aim: bool,
-    /// The median ratio (None when the baseline has no figure).
+    /// The median of the runs' ratios (None when the baseline has no figure).
     pub ratio: Option<f64>,
     /// None when it cannot be checked.
     pub met: Option<bool>,
@@ -299,12 +354,7 @@ impl Report {
         let per_run = self
             .measures
             .iter()
-            .map(|m| {
-                (
-                    m.name.as_str(),
-                    m.runs.iter().map(|(c, v)| (c.name(), v)).collect(),
-                )
-            })
+            .map(|m| (m.name.as_str(), m.per_run(self.runs)))
             .collect();
         let mut notes = self.notes.clone();
         for m in &self.measures {
@@ -430,7 +480,8 @@ impl Report {
             out.push_str(&render(line));
         }
         out.push_str(
-            "\nratios are secsock / baseline: above 1 is better for MiB/s and hs/s, below 1 for us and bytes\n",
+            "\nratios are secsock / baseline, the median of the runs' own ratios (not the ratio of the \
+             medians shown): above 1 is better for MiB/s and hs/s, below 1 for us and bytes\n",
         );
         let with_cpu: Vec<&Measure> = self.measures.iter().filter(|m| !m.cpu.is_empty()).collect();
         if !with_cpu.is_empty() {
@@ -534,15 +585,18 @@ mod tests {
             .target(Column::Rustls, 1.0)
             .aim(Column::Tcp, 0.85)
             .target(Column::Openssl, 1.0);
-        for (s, r, o, t) in [
+        for (run, (s, r, o, t)) in [
             (10.0, 10.0, 8.0, 20.0),
             (12.0, 9.0, 8.0, 20.0),
             (11.0, 10.0, 9.0, 22.0),
-        ] {
-            bulk.record(Column::Secsock, s);
-            bulk.record(Column::Rustls, r);
-            bulk.record(Column::Openssl, o);
-            bulk.record(Column::Tcp, t);
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            bulk.record(Column::Secsock, run, s);
+            bulk.record(Column::Rustls, run, r);
+            bulk.record(Column::Openssl, run, o);
+            bulk.record(Column::Tcp, run, t);
         }
         bulk = bulk.with_cpu("ns/KiB");
         bulk.record_cpu(Column::Secsock, 300.0, 500.0);
@@ -550,8 +604,8 @@ mod tests {
         bulk.record_cpu(Column::Secsock, 320.0, 480.0);
         let mut rtt =
             Measure::new("rtt_p50", "us", Better::Lower).target(Column::Rustls, 1.0 / 0.97);
-        rtt.record(Column::Secsock, 21.0);
-        rtt.record(Column::Rustls, 20.0);
+        rtt.record(Column::Secsock, 0, 21.0);
+        rtt.record(Column::Rustls, 0, 20.0);
         Report {
             machine: machine(),
             command: "secsock-bench all".into(),
@@ -571,6 +625,38 @@ mod tests {
             notes: vec!["a note".into()],
             cpu: None,
         }
+    }
+
+    #[test]
+    fn ratios_pair_the_figures_of_the_same_run() {
+        let mut m = Measure::new("handshakes", "hs/s", Better::Higher);
+        // Run 1 lost its rustls figure; run 3 its secsock figure.
+        for (run, s, r) in [
+            (0, Some(100.0), Some(100.0)),
+            (1, Some(80.0), None),
+            (2, Some(90.0), Some(100.0)),
+            (3, None, Some(50.0)),
+            (4, Some(99.0), Some(90.0)),
+        ] {
+            if let Some(s) = s {
+                m.record(Column::Secsock, run, s);
+            }
+            if let Some(r) = r {
+                m.record(Column::Rustls, run, r);
+            }
+        }
+        assert_eq!(m.run_ratios(Column::Rustls), vec![1.0, 0.9, 1.1]);
+        assert_eq!(m.ratio(Column::Rustls), Some(1.0));
+        assert_eq!(m.ratio(Column::Openssl), None);
+        let per_run = m.per_run(5);
+        assert_eq!(
+            per_run["rustls"],
+            vec![Some(100.0), None, Some(100.0), Some(50.0), Some(90.0)]
+        );
+        assert_eq!(
+            per_run["secsock/rustls"],
+            vec![Some(1.0), None, Some(0.9), None, Some(1.1)]
+        );
     }
 
     #[test]
@@ -613,8 +699,10 @@ mod tests {
         assert_eq!(bulk["rustls"], 10.0);
         assert_eq!(bulk["openssl"], 8.0);
         assert_eq!(bulk["tcp"], 20.0);
+        // Medians of the runs' own ratios: 10/10, 12/9, 11/10 and 10/8, 12/8, 11/9 (the
+        // ratio of the medians shown, 11/8, would be 1.375).
         assert_eq!(bulk["ratio_vs_rustls"], 1.1);
-        assert_eq!(bulk["ratio_vs_openssl"], 1.375);
+        assert_eq!(bulk["ratio_vs_openssl"], 1.25);
         let rtt = &results[1];
         assert!(rtt["openssl"].is_null() && rtt["tcp"].is_null());
         assert!(rtt["ratio_vs_openssl"].is_null());
