@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+use crate::deadline::HandshakeDeadline;
 use crate::error::NegotiationError;
 use crate::error::{Error, UsageError};
 use crate::fallback;
@@ -22,7 +23,7 @@ use crate::name::PeerTargetName;
 use crate::platform::Platform;
 use crate::session::{Clear, Session};
 use crate::settings::SecuritySettings;
-use crate::stream::{drive_handshake, HandshakeDeadline, SecureStream};
+use crate::stream::{drive_handshake, SecureStream};
 use crate::tls::CryptoContext;
 
 /// Security turned on: the settings and the crypto they resolved to.

@@ -17,6 +17,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
+use crate::deadline::{Direction, HandshakeDeadline, HandshakeWriter, LeftTimeouts, SocketIo};
 use crate::error::Peer;
 use crate::error::{Error, NegotiationError};
 use crate::impersonate::{ImpersonationError, ImpersonationGuard};
@@ -34,6 +35,8 @@ pub struct SecureStream {
     link: Link,
     /// Large socket reads while data arrives in bulk (see `readahead`).
     ahead: ReadAhead,
+    /// The socket timeouts the handshake left set (see `deadline`).
+    left: LeftTimeouts,
     peer_addr: SocketAddr,
     write_closed: bool,
 }
@@ -44,80 +47,6 @@ impl std::fmt::Debug for SecureStream {
             .field("peer_addr", &self.peer_addr)
             .field("secured", &matches!(self.link, Link::Tls(_)))
             .finish_non_exhaustive()
-    }
-}
-
-/// The deadline of a blocking handshake (the policy's handshake timeout counted from the
-/// start of `connect` or `accept`), enforced through the socket's `SO_RCVTIMEO` and
-/// `SO_SNDTIMEO`.
-///
-/// Setting one costs a system call, so a timeout armed once is kept for later reads (or
-/// writes) until it could let one of them end more than a thirty-second of the handshake
-/// timeout past the deadline; only then is it armed again with what is left. A handshake
-/// on a fast network arms each timeout once; a peer that trickles bytes still meets the
-/// deadline within 3 %. (Before: every read and write set its timeout again, four or five
-/// system calls per handshake more.)
-pub(crate) struct HandshakeDeadline {
-    deadline: Instant,
-    timeout: Duration,
-    /// When `SO_RCVTIMEO` / `SO_SNDTIMEO` were last set to what was left then.
-    read_armed: Option<Instant>,
-    write_armed: Option<Instant>,
-}
-
-impl HandshakeDeadline {
-    /// A deadline `timeout` after `started`.
-    pub(crate) fn new(started: Instant, timeout: Duration) -> Self {
-        Self {
-            deadline: started + timeout,
-            timeout,
-            read_armed: None,
-            write_armed: None,
-        }
-    }
-
-    /// The handshake timeout this deadline enforces.
-    pub(crate) fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    /// The time left, or the timeout error if none is.
-    fn left(&self, now: Instant) -> Result<Duration, NegotiationError> {
-        self.deadline
-            .checked_duration_since(now)
-            .filter(|d| !d.is_zero())
-            .ok_or(NegotiationError::Timeout {
-                after: self.timeout,
-            })
-    }
-
-    /// Whether a timeout armed at `armed` may serve an operation starting at `now`: it
-    /// ends that operation at most `now - armed` after the deadline.
-    fn still_armed(&self, armed: Option<Instant>, now: Instant) -> bool {
-        armed.is_some_and(|at| now.saturating_duration_since(at) <= self.timeout / 32)
-    }
-
-    /// Makes the next blocking read end by the deadline (within the slack above).
-    pub(crate) fn arm_read(&mut self, socket: &impl AsFd) -> Result<(), Error> {
-        let now = Instant::now();
-        let left = self.left(now)?;
-        if !self.still_armed(self.read_armed, now) {
-            socket2::SockRef::from(socket).set_read_timeout(Some(left))?;
-            self.read_armed = Some(now);
-        }
-        Ok(())
-    }
-
-    /// Makes the next blocking write (or a blocking `connect`, which Linux bounds by
-    /// `SO_SNDTIMEO`) end by the deadline (within the slack above).
-    pub(crate) fn arm_write(&mut self, socket: &impl AsFd) -> Result<(), Error> {
-        let now = Instant::now();
-        let left = self.left(now)?;
-        if !self.still_armed(self.write_armed, now) {
-            socket2::SockRef::from(socket).set_write_timeout(Some(left))?;
-            self.write_armed = Some(now);
-        }
-        Ok(())
     }
 }
 
@@ -136,10 +65,9 @@ pub(crate) fn drive_handshake(
     let mut io = socket;
     loop {
         while session.conn.wants_write() {
-            deadline.arm_write(socket)?;
             session
                 .conn
-                .write_tls(&mut io)
+                .write_tls(&mut HandshakeWriter { socket, deadline })
                 .map_err(|e| session.handshake_io_error(e))?;
         }
         if !session.conn.is_handshaking() {
@@ -183,7 +111,7 @@ impl SecureStream {
 
     /// A stream over a socket whose handshake completed: the checks rustls does not make.
     /// The handshake's socket timeouts stay armed: [`authenticate_user`](Self::authenticate_user),
-    /// which follows, runs under them and clears them.
+    /// which follows, runs under them and hands them to the stream.
     pub(crate) fn established(
         socket: TcpStream,
         peer_addr: SocketAddr,
@@ -194,6 +122,7 @@ impl SecureStream {
             socket,
             link: Link::Tls(session),
             ahead: ReadAhead::default(),
+            left: LeftTimeouts::default(),
             peer_addr,
             write_closed: false,
         })
@@ -211,27 +140,25 @@ impl SecureStream {
             socket,
             link: Link::Clear(clear),
             ahead: ReadAhead::default(),
+            left: LeftTimeouts::default(),
             peer_addr,
             write_closed: false,
         })
     }
 
     /// Runs the user-authentication step when it was negotiated (see `userauth`), before
-    /// the application sees the stream, within the handshake's `deadline`, then clears the
-    /// handshake's socket timeouts (whatever the outcome). The client proves `credentials`
-    /// (none: it says so); the server checks them against its policy.
+    /// the application sees the stream, within the handshake's `deadline`; then the stream
+    /// takes over the socket timeouts the deadline left set, to clear each only if it fires
+    /// (`deadline`: clearing them here cost two system calls per connection). The client
+    /// proves `credentials` (none: it says so); the server checks them against its policy.
     pub(crate) fn authenticate_user(
         &mut self,
         credentials: Option<&UserCredentials>,
         deadline: &mut HandshakeDeadline,
     ) -> Result<(), Error> {
-        let outcome = self.user_step(credentials, deadline);
-        let cleared = self
-            .socket
-            .set_read_timeout(None)
-            .and_then(|()| self.socket.set_write_timeout(None));
-        outcome?;
-        Ok(cleared?)
+        self.user_step(credentials, deadline)?;
+        self.left = deadline.left_armed();
+        Ok(())
     }
 
     fn user_step(
@@ -353,18 +280,23 @@ impl SecureStream {
 
     /// Timeout for each read (None: block).
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.left.forget(Direction::Read);
         self.socket.set_read_timeout(timeout)
     }
 
     /// Timeout for each write (None: block).
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.left.forget(Direction::Write);
         self.socket.set_write_timeout(timeout)
     }
 
     /// Writes every queued TLS record to the socket.
     fn flush_tls(&mut self) -> io::Result<()> {
         if let Link::Tls(session) = &mut self.link {
-            let mut io = &self.socket;
+            let mut io = SocketIo {
+                socket: &self.socket,
+                left: &self.left,
+            };
             while session.conn.wants_write() {
                 session.conn.write_tls(&mut io)?;
             }
@@ -401,7 +333,7 @@ impl SecureStream {
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
         {
-            self.socket.set_read_timeout(Some(left))?;
+            self.set_read_timeout(Some(left))?;
             match self.socket.read(&mut scratch) {
                 Ok(0) => break,
                 Ok(_) => continue,
@@ -451,7 +383,10 @@ impl Read for SecureStream {
             Link::Tls(session) => session,
             Link::Clear(_) => return self.socket.read(buf),
         };
-        let mut io = &self.socket;
+        let mut io = SocketIo {
+            socket: &self.socket,
+            left: &self.left,
+        };
         loop {
             match session.conn.reader().read(buf) {
                 Ok(n) => return Ok(n),

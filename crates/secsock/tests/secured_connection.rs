@@ -322,3 +322,69 @@ fn concurrent_clients_are_served_independently() {
         h.join().unwrap();
     }
 }
+
+/// The socket timeouts that bound the handshake do not bound the connection: with a
+/// 200 ms handshake timeout, each side waits 600 ms for the other's data and gets it (the
+/// stream clears a handshake timeout when it fires, instead of on every connection).
+#[test]
+fn reads_after_the_handshake_wait_longer_than_the_handshake_timeout() {
+    use std::time::{Duration, Instant};
+    let domain = TrustDomain::new("example.test");
+    let fast = "[defaults]\nhandshake_timeout = \"200ms\"\n";
+    let server = domain.host_with("server", &[San::Dns("server.example.test")], fast, |_| {});
+    let client = domain
+        .host_with("client", &[San::Dns("client.example.test")], fast, |_| {})
+        .platform();
+    let srv = serve(server.platform(), |mut stream| {
+        let mut request = [0u8; 5];
+        if stream.read_exact(&mut request).is_ok() {
+            thread::sleep(Duration::from_millis(600));
+            let _ = stream.write_all(&request);
+            let _ = stream.close();
+        }
+    });
+    let mut stream = connect(&client, "server.example.test", srv.addr).unwrap();
+    srv.outcome().unwrap();
+    thread::sleep(Duration::from_millis(600));
+    stream.write_all(b"hello").unwrap();
+    let asked = Instant::now();
+    let mut answer = [0u8; 5];
+    stream.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"hello");
+    assert!(asked.elapsed() >= Duration::from_millis(500));
+    assert_eq!(stream.read(&mut answer).unwrap(), 0, "then close_notify");
+}
+
+/// A read timeout the application sets after the handshake is its own: it fires.
+#[test]
+fn a_read_timeout_set_after_the_handshake_fires() {
+    use std::time::{Duration, Instant};
+    let domain = TrustDomain::new("example.test");
+    let server = domain.host("server", &[San::Dns("server.example.test")]);
+    let client = domain
+        .host("client", &[San::Dns("client.example.test")])
+        .platform();
+    let srv = serve(server.platform(), |stream| {
+        thread::sleep(Duration::from_secs(3));
+        drop(stream);
+    });
+    let mut stream = connect(&client, "server.example.test", srv.addr).unwrap();
+    srv.outcome().unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(150)))
+        .unwrap();
+    let started = Instant::now();
+    let e = stream.read(&mut [0u8; 8]).unwrap_err();
+    assert!(
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{e}"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(140) && took < Duration::from_secs(1),
+        "{took:?}"
+    );
+}
