@@ -378,9 +378,8 @@ pub(crate) struct Connecting {
 }
 
 /// TLS, or clear because the socket skips enforcement.
-#[allow(clippy::large_enum_variant)] // short-lived, and TLS is the common case
 pub(crate) enum Plan {
-    Tls(Session),
+    Tls(Box<Session>),
     Skip(Clear),
 }
 
