@@ -100,7 +100,7 @@ impl Admission {
 
     /// The server session for a client at `ip` (restricted to the names that apply
     /// there) that does or does not offer the user-authentication ALPN.
-    pub(crate) fn session_for(&self, ip: IpAddr, user_alpn: bool) -> Result<Box<Session>, Error> {
+    pub(crate) fn session_for(&self, ip: IpAddr, user_alpn: bool) -> Result<Session, Error> {
         let ctx = &self.secured.ctx;
         let allowed = self
             .names

@@ -30,11 +30,12 @@ struct ClientSide {
 
 /// What carries a connection's bytes: TLS, or clear text where the settings allowed it
 /// (`ALLOW_INSECURE` fallback, `SKIP_ENFORCEMENT`).
+// TLS is the common case: boxing it would cost every connection an allocation to save
+// space only in the rare clear one.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Link {
-    /// Secured. Boxed, at the price of one allocation per connection: a `Session` is
-    /// 1.5 KB, and a session and then its stream are moved several times between the
-    /// start of the handshake and the caller; inline, each move was a 1.5 KB copy.
-    Tls(Box<Session>),
+    /// Secured.
+    Tls(Session),
     /// Clear text, and why.
     Clear(Clear),
 }
@@ -137,7 +138,7 @@ impl Session {
         target: Option<PeerTargetName>,
         optional_name: bool,
         peer_ip: IpAddr,
-    ) -> Result<Box<Self>, Error> {
+    ) -> Result<Self, Error> {
         let target_key = match &target {
             None => "any".to_string(),
             Some(t) => format!(
@@ -178,7 +179,7 @@ impl Session {
     pub(crate) fn server(
         ctx: Arc<CryptoContext>,
         config: Option<Arc<rustls::ServerConfig>>,
-    ) -> Result<Box<Self>, Error> {
+    ) -> Result<Self, Error> {
         let mut conn = ServerConnection::new(config.unwrap_or_else(|| ctx.server.clone()))
             .map_err(|e| Error::Config {
                 policy: ctx.policy.name.clone(),
@@ -196,7 +197,7 @@ impl Session {
         ctx: Arc<CryptoContext>,
         peer: Peer,
         client: Option<ClientSide>,
-    ) -> Box<Self> {
+    ) -> Self {
         let connection_id = ctx.new_id();
         let rekey = Rekey {
             bytes_limit: ctx.policy.rekey_after.bytes,
@@ -204,7 +205,7 @@ impl Session {
             bytes: 0,
             since: Instant::now(),
         };
-        Box::new(Self {
+        Self {
             conn,
             ctx,
             peer,
@@ -216,7 +217,7 @@ impl Session {
             key_updates: 0,
             first_peer_byte: None,
             established: None,
-        })
+        }
     }
 
     /// The other side.

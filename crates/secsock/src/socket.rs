@@ -378,8 +378,9 @@ pub(crate) struct Connecting {
 }
 
 /// TLS, or clear because the socket skips enforcement.
+#[allow(clippy::large_enum_variant)] // short-lived, and TLS is the common case
 pub(crate) enum Plan {
-    Tls(Box<Session>),
+    Tls(Session),
     Skip(Clear),
 }
 

@@ -99,7 +99,7 @@ impl SecureStream {
     pub(crate) fn handshake(
         socket: TcpStream,
         peer_addr: SocketAddr,
-        mut session: Box<Session>,
+        mut session: Session,
         started: Instant,
     ) -> Result<Self, Error> {
         let mut deadline = HandshakeDeadline::new(started, session.handshake_timeout());
@@ -115,7 +115,7 @@ impl SecureStream {
     pub(crate) fn established(
         socket: TcpStream,
         peer_addr: SocketAddr,
-        mut session: Box<Session>,
+        mut session: Session,
     ) -> Result<Self, Error> {
         session.complete()?;
         Ok(Self {

@@ -539,7 +539,7 @@ impl SecureStream {
     fn established(
         io: TcpStream,
         peer_addr: SocketAddr,
-        mut session: Box<Session>,
+        mut session: Session,
     ) -> Result<Self, Error> {
         session.complete()?;
         Ok(Self {
