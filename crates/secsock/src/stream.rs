@@ -17,7 +17,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use crate::deadline::{Direction, HandshakeDeadline, HandshakeWriter, LeftTimeouts, SocketIo};
+use crate::deadline::{HandshakeDeadline, HandshakeWriter, LeftWriteTimeout, SocketWriter};
 use crate::error::Peer;
 use crate::error::{Error, NegotiationError};
 use crate::impersonate::{ImpersonationError, ImpersonationGuard};
@@ -35,8 +35,8 @@ pub struct SecureStream {
     link: Link,
     /// Large socket reads while data arrives in bulk (see `readahead`).
     ahead: ReadAhead,
-    /// The socket timeouts the handshake left set (see `deadline`).
-    left: LeftTimeouts,
+    /// The `SO_SNDTIMEO` the handshake left set (see `deadline`).
+    left: LeftWriteTimeout,
     peer_addr: SocketAddr,
     write_closed: bool,
 }
@@ -122,7 +122,7 @@ impl SecureStream {
             socket,
             link: Link::Tls(session),
             ahead: ReadAhead::default(),
-            left: LeftTimeouts::default(),
+            left: LeftWriteTimeout::default(),
             peer_addr,
             write_closed: false,
         })
@@ -140,24 +140,24 @@ impl SecureStream {
             socket,
             link: Link::Clear(clear),
             ahead: ReadAhead::default(),
-            left: LeftTimeouts::default(),
+            left: LeftWriteTimeout::default(),
             peer_addr,
             write_closed: false,
         })
     }
 
     /// Runs the user-authentication step when it was negotiated (see `userauth`), before
-    /// the application sees the stream, within the handshake's `deadline`; then the stream
-    /// takes over the socket timeouts the deadline left set, to clear each only if it fires
-    /// (`deadline`: clearing them here cost two system calls per connection). The client
-    /// proves `credentials` (none: it says so); the server checks them against its policy.
+    /// the application sees the stream, within the handshake's `deadline`; then ends the
+    /// handshake's use of the socket timeouts (`HandshakeDeadline::finish`: the read
+    /// timeout is cleared, the write timeout stays until it fires). The client proves
+    /// `credentials` (none: it says so); the server checks them against its policy.
     pub(crate) fn authenticate_user(
         &mut self,
         credentials: Option<&UserCredentials>,
         deadline: &mut HandshakeDeadline,
     ) -> Result<(), Error> {
         self.user_step(credentials, deadline)?;
-        self.left = deadline.left_armed();
+        self.left = deadline.finish(&self.socket)?;
         Ok(())
     }
 
@@ -280,20 +280,19 @@ impl SecureStream {
 
     /// Timeout for each read (None: block).
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.left.forget(Direction::Read);
         self.socket.set_read_timeout(timeout)
     }
 
     /// Timeout for each write (None: block).
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.left.forget(Direction::Write);
+        self.left.forget();
         self.socket.set_write_timeout(timeout)
     }
 
     /// Writes every queued TLS record to the socket.
     fn flush_tls(&mut self) -> io::Result<()> {
         if let Link::Tls(session) = &mut self.link {
-            let mut io = SocketIo {
+            let mut io = SocketWriter {
                 socket: &self.socket,
                 left: &self.left,
             };
@@ -383,10 +382,7 @@ impl Read for SecureStream {
             Link::Tls(session) => session,
             Link::Clear(_) => return self.socket.read(buf),
         };
-        let mut io = SocketIo {
-            socket: &self.socket,
-            left: &self.left,
-        };
+        let mut io = &self.socket;
         loop {
             match session.conn.reader().read(buf) {
                 Ok(n) => return Ok(n),
@@ -401,8 +397,12 @@ impl Read for SecureStream {
             // Send what is queued: the alert on failure, or the answer to what the peer
             // asked for (KeyUpdate).
             let flushed = (|| {
+                let mut writer = SocketWriter {
+                    socket: &self.socket,
+                    left: &self.left,
+                };
                 while session.conn.wants_write() {
-                    session.conn.write_tls(&mut io)?;
+                    session.conn.write_tls(&mut writer)?;
                 }
                 Ok::<(), io::Error>(())
             })();
