@@ -492,6 +492,24 @@ impl Suite {
         client: &Common,
         client_extra: &[&str],
     ) -> anyhow::Result<(ClientReport, ServerSummary)> {
+        let (server, client) = self.start_endpoints(server, client, client_extra).await?;
+        let lane = Lane {
+            server,
+            client,
+            slices: Vec::new(),
+        };
+        let (report, summary, _) = Self::finish_lane(lane).await?;
+        Ok((report, summary))
+    }
+
+    /// Starts a fresh server process for `server`, then a fresh client process for
+    /// `client` (with `client_extra` arguments) pointed at it, each on its CPU.
+    async fn start_endpoints(
+        &self,
+        server: &Common,
+        client: &Common,
+        client_extra: &[&str],
+    ) -> anyhow::Result<(Child, Child)> {
         let server = Common {
             cpu: self.cpus.map(|c| c.server),
             ..server.clone()
@@ -500,24 +518,18 @@ impl Suite {
             cpu: self.cpus.map(|c| c.client),
             ..client.clone()
         };
-        let (server, client) = (&server, &client);
         let mut server = Child::start(
             "server",
             SERVER_WRAPPER_VAR,
-            &endpoint_args("bench-server", server, &self.domain.server.dir),
+            &endpoint_args("bench-server", &server, &self.domain.server.dir),
         )?;
         let ready: Ready = server.read("its address", Duration::from_secs(60)).await?;
-        let mut args = endpoint_args("bench-client", client, &self.domain.client.dir);
+        let mut args = endpoint_args("bench-client", &client, &self.domain.client.dir);
         args.push("--addr".into());
         args.push(ready.addr.to_string().into());
         args.extend(client_extra.iter().map(OsString::from));
-        let mut client = Child::start("client", CLIENT_WRAPPER_VAR, &args)?;
-        let report: ClientReport = client.read("its report", Duration::from_secs(900)).await?;
-        client.finish().await?;
-        server.close_input();
-        let summary: ServerSummary = server.read("its summary", Duration::from_secs(60)).await?;
-        server.finish().await?;
-        Ok((report, summary))
+        let client = Child::start("client", CLIENT_WRAPPER_VAR, &args)?;
+        Ok((server, client))
     }
 }
 
@@ -528,8 +540,8 @@ struct Lane {
     slices: Vec<SliceDone>,
 }
 
-/// How long a slice may take (a profiler wrapping the client slows it by orders of
-/// magnitude).
+/// How long a slice, a warm-up or a bulk transfer may take (a profiler wrapping the client
+/// slows it by orders of magnitude).
 const SLICE_PATIENCE: Duration = Duration::from_secs(900);
 
 impl Suite {
@@ -590,25 +602,7 @@ impl Suite {
         client: &Common,
         client_extra: &[&str],
     ) -> anyhow::Result<Lane> {
-        let server = Common {
-            cpu: self.cpus.map(|c| c.server),
-            ..server.clone()
-        };
-        let client = Common {
-            cpu: self.cpus.map(|c| c.client),
-            ..client.clone()
-        };
-        let mut server = Child::start(
-            "server",
-            SERVER_WRAPPER_VAR,
-            &endpoint_args("bench-server", &server, &self.domain.server.dir),
-        )?;
-        let ready: Ready = server.read("its address", Duration::from_secs(60)).await?;
-        let mut args = endpoint_args("bench-client", &client, &self.domain.client.dir);
-        args.push("--addr".into());
-        args.push(ready.addr.to_string().into());
-        args.extend(client_extra.iter().map(OsString::from));
-        let mut client = Child::start("client", CLIENT_WRAPPER_VAR, &args)?;
+        let (server, mut client) = self.start_endpoints(server, client, client_extra).await?;
         let _: Warmed = client
             .read("the end of its warm-up", SLICE_PATIENCE)
             .await?;
@@ -624,10 +618,7 @@ impl Suite {
         mut lane: Lane,
     ) -> anyhow::Result<(ClientReport, ServerSummary, Vec<SliceDone>)> {
         lane.client.close_input();
-        let report: ClientReport = lane
-            .client
-            .read("its report", Duration::from_secs(60))
-            .await?;
+        let report: ClientReport = lane.client.read("its report", SLICE_PATIENCE).await?;
         lane.client.finish().await?;
         lane.server.close_input();
         let summary: ServerSummary = lane
