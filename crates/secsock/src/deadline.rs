@@ -135,10 +135,8 @@ impl LeftWriteTimeout {
     /// the value read back is the one set, up to 10 ms more. Any other value was set by the
     /// application through the descriptor, and its timeout is reported as such.
     fn fired(&self, error: &io::Error, socket: &TcpStream) -> bool {
-        if !matches!(
-            error.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-        ) {
+        // EAGAIN: a timeout ran out (ETIMEDOUT would be the connection's failure).
+        if error.kind() != io::ErrorKind::WouldBlock {
             return false;
         }
         let set = self.0.swap(0, Ordering::Relaxed);

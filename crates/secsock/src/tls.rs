@@ -60,8 +60,8 @@ pub(crate) struct CryptoContext {
 /// `connection_id`): unique and local, not secret. Each is the context's 64-bit prefix,
 /// drawn once from the provider's RNG, followed by a 64-bit counter: unique within the
 /// context by construction and, by the random prefix, across contexts and restarts
-/// (two contexts collide with probability 2^-64). Drawing every identifier from the RNG
-/// cost four RNG calls per resumed handshake (two per side), 2 % of its CPU time
+/// (two contexts share a prefix with probability 2^-64). Drawing every identifier from the
+/// RNG cost four RNG calls per handshake (two per side), about 2,400 instructions each
 /// (docs/PERFORMANCE.md).
 struct IdSource {
     prefix: u64,
