@@ -111,7 +111,7 @@ impl SecureStream {
 
     /// A stream over a socket whose handshake completed: the checks rustls does not make.
     /// The handshake's socket timeouts stay armed: [`authenticate_user`](Self::authenticate_user),
-    /// which follows, runs under them and hands them to the stream.
+    /// which follows, runs under them and then ends the handshake's use of them.
     pub(crate) fn established(
         socket: TcpStream,
         peer_addr: SocketAddr,

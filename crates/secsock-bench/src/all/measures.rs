@@ -332,9 +332,7 @@ impl Suite {
         first_run: bool,
     ) -> anyhow::Result<HandshakeFigure> {
         let kind = if resumption { "resumed" } else { "full" };
-        let seconds = (self.sizes.handshake_slices as f64 * self.sizes.handshake_slice_seconds)
-            .round()
-            .max(1.0) as u64;
+        let seconds = self.sizes.handshake_seconds().round().max(1.0) as u64;
         let figure = openssl::handshakes(
             &self.domain,
             &self.scratch,

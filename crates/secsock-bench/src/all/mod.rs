@@ -139,13 +139,18 @@ impl Sizes {
         }
     }
 
+    /// Seconds of handshakes per stack and run, all slices.
+    fn handshake_seconds(&self) -> f64 {
+        self.handshake_slices as f64 * self.handshake_slice_seconds
+    }
+
     fn to_json(&self) -> BTreeMap<String, serde_json::Value> {
         let mut m = BTreeMap::new();
         m.insert("bulk_bytes".into(), self.bulk_bytes.into());
         m.insert("bulk_write_sizes".into(), serde_json::json!(self.chunks));
         m.insert(
             "handshake_seconds_per_run".into(),
-            (self.handshake_slices as f64 * self.handshake_slice_seconds).into(),
+            self.handshake_seconds().into(),
         );
         m.insert(
             "handshake_slices_per_run".into(),
