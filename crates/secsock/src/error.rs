@@ -235,6 +235,14 @@ pub enum NegotiationError {
         /// What it sent instead.
         detail: String,
     },
+    /// `ALLOW_INSECURE` would have fallen back to clear text, but this client completed a
+    /// TLS handshake with the same target at the same address before: a server that speaks
+    /// TLS does not forget it, so the failure (a reset, a clear answer) is taken as forged.
+    #[error("refusing to fall back to clear text: {detail}")]
+    DowngradeRefused {
+        /// What happened, and why it is not believed.
+        detail: String,
+    },
     /// The peer closed the connection during the handshake without saying why.
     #[error("the {peer} closed the connection during the handshake")]
     PeerClosed {

@@ -8,7 +8,9 @@
 //!   peer plainly does not speak TLS: its first bytes are not a TLS record, or it closed
 //!   before sending any byte ([`client_may_fall_back`]). A failed verification, a TLS alert
 //!   or a timeout is never a reason: those are what an attacker or a broken TLS peer
-//!   produce, not a legacy peer.
+//!   produce, not a legacy peer. Nor is anything from a peer this client has completed a
+//!   TLS handshake with before ([`client_fallback`]): a server that speaks TLS does not
+//!   forget it, so a reset or a clear answer from it is forged (HSTS reasons the same way).
 //!
 //! No I/O here; the front ends peek and reconnect.
 
@@ -75,6 +77,37 @@ pub fn client_may_fall_back(error: &NegotiationError, first_server_byte: Option<
         (NegotiationError::PeerClosed { .. }, None) => true,
         _ => false,
     }
+}
+
+/// What a client with `ALLOW_INSECURE` does after its handshake failed with `error`:
+/// `Ok(reason)` to connect again in clear (the reason for the query), or `Err` with the
+/// error to report. `spoke_tls_before`: this client completed a TLS handshake with the
+/// same target at the same address before; then no failure is a reason to fall back, and
+/// one that would have been is reported as [`NegotiationError::DowngradeRefused`].
+pub fn client_fallback(
+    error: NegotiationError,
+    first_server_byte: Option<u8>,
+    spoke_tls_before: bool,
+) -> Result<NegotiationError, NegotiationError> {
+    if !client_may_fall_back(&error, first_server_byte) {
+        return Err(error);
+    }
+    if spoke_tls_before {
+        let what = match error {
+            NegotiationError::PeerClosed { .. } => {
+                "closed the connection without answering our ClientHello"
+            }
+            _ => "answered our ClientHello with bytes that are not TLS",
+        };
+        return Err(NegotiationError::DowngradeRefused {
+            detail: format!(
+                "the server {what}, but it spoke TLS with us before at this address, and a \
+                 server that speaks TLS does not forget it: the failure looks forged (a reset or \
+                 an answer injected by a man in the middle)"
+            ),
+        });
+    }
+    Ok(client_fallback_reason(&error))
 }
 
 /// The reason a client fell back, for `SecurityInfo::negotiation_error`.
@@ -207,6 +240,20 @@ mod tests {
                 expected,
                 "{error:?} after {first:?}"
             );
+            assert_eq!(
+                client_fallback(error.clone(), first, false).is_ok(),
+                expected,
+                "{error:?} after {first:?}"
+            );
+            // A peer known to speak TLS never gets clear text.
+            match client_fallback(error.clone(), first, true) {
+                Ok(reason) => panic!("fell back ({reason}) from a peer that spoke TLS"),
+                Err(NegotiationError::DowngradeRefused { detail }) => {
+                    assert!(expected, "{error:?}: {detail}");
+                    assert!(detail.contains("spoke TLS with us before"), "{detail}");
+                }
+                Err(other) => assert_eq!(other, error),
+            }
         }
     }
 }

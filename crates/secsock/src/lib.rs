@@ -38,6 +38,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod constraints;
 mod deadline;
 pub mod error;
 pub mod fallback;

@@ -64,15 +64,28 @@ impl Admission {
         Arc::new(admission)
     }
 
-    pub(crate) fn mode(&self) -> Mode {
+    /// How a connection from `ip` is treated. An address that peer target names apply to
+    /// always gets TLS, also with `ALLOW_INSECURE`: a client restricted to proving a name
+    /// must not get in by not speaking TLS at all.
+    pub(crate) fn mode_for(&self, ip: IpAddr) -> Mode {
         let settings = &self.secured.settings;
         if settings.skips_enforcement() {
             Mode::Skip
-        } else if settings.allows_insecure() {
+        } else if settings.allows_insecure() && !self.restricts(ip) {
             Mode::Peek
         } else {
             Mode::Tls
         }
+    }
+
+    /// Whether peer target names apply to `ip`.
+    fn restricts(&self, ip: IpAddr) -> bool {
+        self.names
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .bindings()
+            .iter()
+            .any(|(_, prefix)| prefix.contains(ip))
     }
 
     pub(crate) fn bind(&self, name: PeerTargetName, peers: AddressPrefix) {
@@ -257,7 +270,7 @@ impl PendingStream {
     /// it in clear: the query tells which).
     pub fn handshake(self) -> Result<SecureStream, Error> {
         let admission = self.admission.clone();
-        match admission.mode() {
+        match admission.mode_for(self.peer_addr.ip()) {
             Mode::Skip => {
                 let clear = admission.clear(NegotiationError::EnforcementSkipped);
                 return SecureStream::clear(self.socket, self.peer_addr, clear);

@@ -24,6 +24,8 @@ use std::str::FromStr;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
+use crate::constraints::PathConstraints;
+
 /// Longest DNS name, in octets, without the trailing dot (RFC 1035).
 const MAX_DNS_NAME_LEN: usize = 253;
 /// Longest DNS label, in octets (RFC 1035).
@@ -196,7 +198,7 @@ impl Spn {
             Some((host_port, service_name)) => (host_port, Some(service_name)),
             None => (rest, None),
         };
-        Spn::from_parts(class, host_port, service_name, realm)
+        Spn::from_parts(class, host_port, service_name, realm, Origin::Target)
     }
 
     fn from_parts(
@@ -204,9 +206,10 @@ impl Spn {
         host_port: &str,
         service_name: Option<&str>,
         realm: Option<String>,
+        origin: Origin,
     ) -> Result<Spn, String> {
         let service_class = check_service_class(class)?;
-        let (host, port) = parse_host_port(host_port)?;
+        let (host, port) = parse_host_port(host_port, origin)?;
         let service_name = service_name.map(check_service_name).transpose()?;
         Ok(Spn {
             service_class,
@@ -222,10 +225,17 @@ impl Spn {
     fn from_kerberos(principal: &KerberosPrincipal) -> Option<Spn> {
         let realm = check_realm(&principal.realm).ok()?;
         match principal.components.as_slice() {
-            [class, host_port] => Spn::from_parts(class, host_port, None, Some(realm)).ok(),
-            [class, host_port, name] => {
-                Spn::from_parts(class, host_port, Some(name), Some(realm)).ok()
+            [class, host_port] => {
+                Spn::from_parts(class, host_port, None, Some(realm), Origin::Certificate).ok()
             }
+            [class, host_port, name] => Spn::from_parts(
+                class,
+                host_port,
+                Some(name),
+                Some(realm),
+                Origin::Certificate,
+            )
+            .ok(),
             _ => None,
         }
     }
@@ -318,21 +328,32 @@ impl DnsName {
         canonical_dns_name(text).map(DnsName)
     }
 
+    /// Parses a DNS name as `origin` allows: IDNA for a target, ASCII only for a name
+    /// read from a certificate.
+    fn parse(text: &str, origin: Origin) -> Result<DnsName, String> {
+        match origin {
+            Origin::Target => DnsName::parse_target(text),
+            Origin::Certificate => certificate_dns_name(text).map(DnsName),
+        }
+    }
+
     /// Canonicalizes a certificate's DNS SAN, keeping a wildcard pattern that RFC 6125
     /// allows (`*` as the whole left-most label, at least two labels after it). Returns
-    /// `None` for a SAN that can match nothing.
+    /// `None` for a SAN that can match nothing. A dNSName is an IA5String: a SAN with a
+    /// character beyond ASCII matches nothing (it is never mapped to ASCII the way a
+    /// target name is: `ex\u{AD}ample.test` must not prove `example.test`).
     pub(crate) fn from_certificate_san(san: &str) -> Option<DnsName> {
         let san = san.strip_suffix('.').unwrap_or(san);
         match san.strip_prefix("*.") {
             Some(suffix) => {
-                let suffix = canonical_dns_name(suffix).ok()?;
+                let suffix = certificate_dns_name(suffix).ok()?;
                 // `*.test` would match a whole top-level domain.
                 if !suffix.contains('.') {
                     return None;
                 }
                 Some(DnsName(format!("*.{suffix}")))
             }
-            None => canonical_dns_name(san).ok().map(DnsName),
+            None => certificate_dns_name(san).ok().map(DnsName),
         }
     }
 
@@ -475,15 +496,18 @@ impl UserPrincipal {
         })
     }
 
+    /// Only a user certificate proves a user (see [`CertificateNames::user_certificate`]).
     fn is_proven_by(&self, cert: &CertificateNames) -> bool {
-        cert.emails
-            .iter()
-            .chain(&cert.upns)
-            .any(|address| self.matches_address(address))
-            || cert.kerberos.iter().any(|principal| {
-                matches!(principal.components.as_slice(), [name] if *name == self.name)
-                    && principal.realm.eq_ignore_ascii_case(&self.domain)
-            })
+        cert.user_certificate
+            && (cert
+                .emails
+                .iter()
+                .chain(&cert.upns)
+                .any(|address| self.matches_address(address))
+                || cert.kerberos.iter().any(|principal| {
+                    matches!(principal.components.as_slice(), [name] if *name == self.name)
+                        && principal.realm.eq_ignore_ascii_case(&self.domain)
+                }))
     }
 }
 
@@ -663,6 +687,14 @@ pub struct CertificateNames {
     pub kerberos: Vec<KerberosPrincipal>,
     /// The subject's common names (CN), used only for raw name matching.
     pub common_names: Vec<String>,
+    /// Whether this is a user certificate: only then do its email, UPN and
+    /// single-component Kerberos principal SANs prove user principals. A user certificate
+    /// is good for TLS client authentication only (its extended key usage has clientAuth,
+    /// and neither serverAuth nor anyExtendedKeyUsage) and names no machine (no DNS, IP or
+    /// URI SAN, no Kerberos principal of more than one component), as `secsock issue
+    /// user:NAME` makes them. A machine certificate's email address is contact data, not
+    /// a proof that the machine's operator is that user.
+    pub user_certificate: bool,
 }
 
 impl CertificateNames {
@@ -699,9 +731,14 @@ impl CertificateNames {
     /// [`CertificateNames::presented`].
     pub fn from_x509(cert: &X509Certificate<'_>) -> CertificateNames {
         let mut names = CertificateNames::default();
+        let mut names_a_machine = false;
         // Absent, malformed or duplicated: a certificate without trustworthy SANs.
         if let Ok(Some(extension)) = cert.subject_alternative_name() {
             for general_name in &extension.value.general_names {
+                names_a_machine |= matches!(
+                    general_name,
+                    GeneralName::DNSName(_) | GeneralName::IPAddress(_) | GeneralName::URI(_)
+                ) || matches!(general_name, GeneralName::Invalid(tag, _) if matches!(tag.0, 2 | 6 | 7));
                 names.add(general_name);
             }
         }
@@ -710,7 +747,49 @@ impl CertificateNames {
                 names.common_names.push(common_name.to_string());
             }
         }
+        let client_auth_only =
+            cert.extended_key_usage().ok().flatten().is_some_and(|eku| {
+                eku.value.client_auth && !eku.value.server_auth && !eku.value.any
+            });
+        names.user_certificate = client_auth_only
+            && !names_a_machine
+            && names.kerberos.iter().all(|p| p.components.len() == 1);
         names
+    }
+
+    /// The names that the validated path's name constraints allow, where a name is read
+    /// across forms: a Kerberos principal's host must satisfy the DNS (or IP) constraints,
+    /// a user principal read from a UPN or a single-component Kerberos principal the
+    /// mailbox (rfc822Name) constraints, and, where DNS names are constrained, a subject CN
+    /// (which only raw target names compare with) the DNS constraints as a DNS name.
+    /// Names of the same form as a constraint (DNS, IP, email, URI SANs) were checked by
+    /// the chain validation itself.
+    pub(crate) fn within(mut self, constraints: &PathConstraints) -> CertificateNames {
+        if constraints.is_empty() {
+            return self;
+        }
+        self.kerberos
+            .retain(|principal| match principal.components.as_slice() {
+                [name] => constraints.allows_mailbox(name, &principal.realm),
+                _ => match Spn::from_kerberos(principal) {
+                    Some(spn) => match &spn.host {
+                        Host::Dns(host) => constraints.allows_dns(host.as_str()),
+                        Host::Ip(ip) => constraints.allows_ip(*ip),
+                    },
+                    // Proves no SPN, but still compares with raw names: not from here.
+                    None => false,
+                },
+            });
+        self.upns.retain(|upn| {
+            upn.rsplit_once('@')
+                .is_some_and(|(name, domain)| constraints.allows_mailbox(name, domain))
+        });
+        if constraints.constrains_dns() {
+            self.common_names.retain(|cn| {
+                certificate_dns_name(cn).is_ok_and(|host| constraints.allows_dns(&host))
+            });
+        }
+        self
     }
 
     fn add(&mut self, general_name: &GeneralName<'_>) {
@@ -748,10 +827,11 @@ impl CertificateNames {
     }
 
     /// What this certificate proves, in canonical form: DNS SANs as DNS names (wildcard
-    /// patterns kept), IP SANs as IP addresses, the URI SAN as a SPIFFE ID (when it is the
-    /// only URI SAN and a valid one), email and UPN SANs as user principals, and Kerberos
-    /// principal SANs as SPNs with their realm (two or three components) or as user
-    /// principals `name@REALM` (one component).
+    /// patterns kept; ASCII only), IP SANs as IP addresses, the URI SAN as a SPIFFE ID
+    /// (when it is the only URI SAN and a valid one), Kerberos principal SANs of two or
+    /// three components as SPNs with their realm, and, on a user certificate only (see
+    /// [`CertificateNames::user_certificate`]), email and UPN SANs and single-component
+    /// Kerberos principal SANs (`name@REALM`) as user principals.
     ///
     /// Entries that prove nothing (malformed names, `*.test`, `f*.example.test`) are
     /// skipped; duplicates are dropped. The order is that of the fields, and within each
@@ -777,18 +857,21 @@ impl CertificateNames {
                 push(PrincipalName::Spiffe(id));
             }
         }
-        for address in self.emails.iter().chain(&self.upns) {
+        // Only a user certificate proves users (see `user_certificate`).
+        let addresses = self.emails.iter().chain(&self.upns);
+        for address in addresses.filter(|_| self.user_certificate) {
             if let Ok(user) = UserPrincipal::parse(address) {
                 push(PrincipalName::User(user));
             }
         }
         for principal in &self.kerberos {
             match principal.components.as_slice() {
-                [name] => {
+                [name] if self.user_certificate => {
                     if let Ok(user) = UserPrincipal::parse(&format!("{name}@{}", principal.realm)) {
                         push(PrincipalName::User(user));
                     }
                 }
+                [_] => {}
                 _ => {
                     if let Some(spn) = Spn::from_kerberos(principal) {
                         push(PrincipalName::Spn(spn));
@@ -991,9 +1074,18 @@ fn parse_ipv6_in_brackets(address: &str) -> Result<Ipv6Addr, String> {
     })
 }
 
+/// Where a name comes from, which decides how a DNS name in it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Given by the application: IDNA maps internationalized names to A-labels.
+    Target,
+    /// Read from a certificate: ASCII only, compared as such.
+    Certificate,
+}
+
 /// Parses an SPN's `host[:port]`: a DNS name, an IPv4 address, a bracketed IPv6 address,
 /// each with an optional port, or a bare IPv6 address without one.
-fn parse_host_port(text: &str) -> Result<(Host, Option<u16>), String> {
+fn parse_host_port(text: &str, origin: Origin) -> Result<(Host, Option<u16>), String> {
     if text.is_empty() {
         return Err("host is empty".to_string());
     }
@@ -1028,7 +1120,7 @@ fn parse_host_port(text: &str) -> Result<(Host, Option<u16>), String> {
     }
     let host = match host.parse::<Ipv4Addr>() {
         Ok(ip) => Host::Ip(IpAddr::V4(ip)),
-        Err(_) => Host::Dns(DnsName::parse_target(host)?),
+        Err(_) => Host::Dns(DnsName::parse(host, origin)?),
     };
     Ok((host, port))
 }
@@ -1226,6 +1318,34 @@ fn canonical_dns_name(text: &str) -> Result<String, String> {
             .map_err(|_| idna_reason(name))?
             .into_owned()
     };
+    check_ascii_dns_name(ascii, text)
+}
+
+/// Canonicalizes a DNS name read from a certificate (a dNSName SAN, the host of a
+/// Kerberos principal-name SAN): one trailing dot dropped, lowercase, checked label by
+/// label. A dNSName is an IA5String (RFC 5280 §4.2.1.6), so only ASCII is accepted and it
+/// is compared as such; IDNA applies only to the target name an application gives.
+/// Refuses wildcards (the caller handles a wildcard's left-most label).
+fn certificate_dns_name(text: &str) -> Result<String, String> {
+    let name = text.strip_suffix('.').unwrap_or(text);
+    if name.is_empty() {
+        return Err("DNS name is empty".to_string());
+    }
+    if let Some(c) = name.chars().find(|c| !c.is_ascii()) {
+        return Err(format!(
+            "`{}` contains {} beyond ASCII; a certificate's DNS names are IA5Strings",
+            shown(text),
+            code_point(c)
+        ));
+    }
+    if name.contains('*') {
+        return Err("a wildcard is only allowed as the whole left-most label".to_string());
+    }
+    check_ascii_dns_name(name.to_ascii_lowercase(), text)
+}
+
+/// The checks every canonical DNS name passes: length, labels, not all-numeric at the end.
+fn check_ascii_dns_name(ascii: String, text: &str) -> Result<String, String> {
     if ascii.len() > MAX_DNS_NAME_LEN {
         return Err(format!(
             "DNS name is {} characters long, more than the {MAX_DNS_NAME_LEN} allowed",
@@ -1578,7 +1698,10 @@ mod der {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rcgen::{CertificateParams, CustomExtension, DnType, KeyPair, OtherNameValue, SanType};
+    use rcgen::{
+        CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose, KeyPair,
+        OtherNameValue, SanType,
+    };
 
     // ---- parsing -------------------------------------------------------------------
 
@@ -2003,7 +2126,22 @@ mod tests {
 
     /// A self-signed certificate with these SANs and subject CN, read back from its DER.
     fn certificate(sans: Vec<SanType>, common_name: Option<&str>) -> CertificateNames {
+        certificate_for(sans, common_name, vec![])
+    }
+
+    /// A user certificate (clientAuth only) with these SANs.
+    fn user_certificate(sans: Vec<SanType>) -> CertificateNames {
+        certificate_for(sans, None, vec![ExtendedKeyUsagePurpose::ClientAuth])
+    }
+
+    /// Like [`certificate`], with these extended key usages.
+    fn certificate_for(
+        sans: Vec<SanType>,
+        common_name: Option<&str>,
+        ekus: Vec<ExtendedKeyUsagePurpose>,
+    ) -> CertificateNames {
         let mut params = CertificateParams::default();
+        params.extended_key_usages = ekus;
         params.subject_alt_names = sans;
         params.distinguished_name = rcgen::DistinguishedName::new();
         if let Some(common_name) = common_name {
@@ -2016,7 +2154,15 @@ mod tests {
 
     /// A self-signed certificate whose only SAN extension is `general_names` (hand-built).
     fn certificate_with_raw_sans(general_names: &[Vec<u8>]) -> CertificateNames {
+        certificate_with_raw_sans_for(general_names, vec![])
+    }
+
+    fn certificate_with_raw_sans_for(
+        general_names: &[Vec<u8>],
+        ekus: Vec<ExtendedKeyUsagePurpose>,
+    ) -> CertificateNames {
         let mut params = CertificateParams::default();
+        params.extended_key_usages = ekus;
         params.distinguished_name = rcgen::DistinguishedName::new();
         let content = tlv(0x30, &general_names.concat());
         params.custom_extensions =
@@ -2153,25 +2299,26 @@ mod tests {
     }
 
     #[test]
-    fn internationalized_dns_sans_are_compared_as_a_labels() {
+    fn internationalized_targets_match_a_label_sans() {
         let cert = CertificateNames {
             dns: vec![
-                "bücher.example".into(),
-                "*.BÜCHER.test".into(),
-                "xn--a.example".into(),
+                "XN--bcher-kva.example".into(),
+                "*.xn--bcher-kva.test".into(),
             ],
             ..Default::default()
         };
         check_matches(
-            "U-label SANs",
+            "A-label SANs",
             &cert,
             &[
                 ("xn--bcher-kva.example", true),
                 ("bücher.example", true),
+                ("BÜCHER.example", true),
                 ("a.xn--bcher-kva.test", true),
+                ("a.bücher.test", true),
                 ("a.b.xn--bcher-kva.test", false),
-                ("raw:bücher.example", true),
-                ("raw:xn--bcher-kva.example", false),
+                ("raw:XN--bcher-kva.example", true),
+                ("raw:bücher.example", false),
             ],
         );
         assert_eq!(
@@ -2181,6 +2328,55 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["xn--bcher-kva.example", "*.xn--bcher-kva.test"]
         );
+    }
+
+    /// Attack (issue 12, item 2): UTS-46 mapping applied to a certificate's name would let
+    /// `ex\u{AD}ample.test` (soft hyphen, mapped to nothing) or full-width letters prove
+    /// `example.test`. A dNSName is an IA5String: a SAN beyond ASCII proves nothing; only
+    /// the application's target name is mapped.
+    #[test]
+    fn unicode_in_certificate_dns_names_proves_nothing() {
+        let sans = [
+            "ex\u{AD}ample.test",
+            "\u{FF45}\u{FF58}ample.test",
+            "EXAMPLE\u{3002}test",
+            "*.ex\u{AD}ample.test",
+            "bücher.example",
+        ];
+        let cert = CertificateNames {
+            dns: sans.iter().map(|s| s.to_string()).collect(),
+            kerberos: vec![KerberosPrincipal {
+                realm: "EXAMPLE.TEST".into(),
+                components: vec!["host".into(), "ex\u{AD}ample.test".into()],
+            }],
+            ..Default::default()
+        };
+        check_matches(
+            "non-ASCII SANs",
+            &cert,
+            &[
+                ("example.test", false),
+                ("host/example.test", false),
+                ("www.example.test", false),
+                ("xn--bcher-kva.example", false),
+                ("bücher.example", false),
+                ("host/example.test@EXAMPLE.TEST", false),
+            ],
+        );
+        assert!(cert.proven().is_empty(), "{:?}", cert.proven());
+        // The target side is mapped: a soft hyphen in the application's name is dropped.
+        assert_eq!(
+            PrincipalName::parse("ex\u{AD}ample.test")
+                .unwrap()
+                .to_string(),
+            "example.test"
+        );
+        // The same names written in ASCII do prove it.
+        let ascii = CertificateNames {
+            dns: vec!["example.test".into()],
+            ..Default::default()
+        };
+        check_matches("ASCII SAN", &ascii, &[("ex\u{AD}ample.test", true)]);
     }
 
     #[test]
@@ -2280,11 +2476,10 @@ mod tests {
     }
 
     #[test]
-    fn users_are_proven_by_email_and_upn_sans() {
-        let cert = certificate(
-            vec![email("alice@Example.Test"), upn("bob@EXAMPLE.TEST")],
-            Some("Alice"),
-        );
+    fn users_are_proven_by_email_and_upn_sans_of_a_user_certificate() {
+        let mut cert = user_certificate(vec![email("alice@Example.Test"), upn("bob@EXAMPLE.TEST")]);
+        assert!(cert.user_certificate);
+        cert.common_names.push("Alice".into());
         check_matches(
             "email and UPN SANs",
             &cert,
@@ -2305,8 +2500,216 @@ mod tests {
         );
     }
 
+    /// Attack (issue 12, item 3): a machine certificate's email, UPN or single-component
+    /// Kerberos SAN would prove a user, whom impersonation then acts as. Only a user
+    /// certificate (client authentication only, no machine names) proves users.
     #[test]
-    fn spns_and_users_are_proven_by_kerberos_principal_sans() {
+    fn only_a_user_certificate_proves_users() {
+        use ExtendedKeyUsagePurpose::{Any, ClientAuth, ServerAuth};
+        let user_sans = || vec![email("alice@example.test"), upn("alice@EXAMPLE.TEST")];
+        let machines = [
+            (
+                "no extended key usage",
+                certificate_for(user_sans(), None, vec![]),
+            ),
+            (
+                "server and client",
+                certificate_for(user_sans(), None, vec![ServerAuth, ClientAuth]),
+            ),
+            (
+                "any usage",
+                certificate_for(user_sans(), None, vec![ClientAuth, Any]),
+            ),
+            (
+                "with a DNS name",
+                certificate_for(
+                    [user_sans(), vec![dns("alice.example.test")]].concat(),
+                    None,
+                    vec![ClientAuth],
+                ),
+            ),
+            (
+                "with an IP address",
+                certificate_for(
+                    [user_sans(), vec![ip("192.0.2.1")]].concat(),
+                    None,
+                    vec![ClientAuth],
+                ),
+            ),
+            (
+                "with a URI",
+                certificate_for(
+                    [user_sans(), vec![uri("spiffe://example.test/alice")]].concat(),
+                    None,
+                    vec![ClientAuth],
+                ),
+            ),
+            (
+                "with a host principal",
+                certificate_with_raw_sans_for(
+                    &[
+                        krb5_san("EXAMPLE.TEST", &["alice"]),
+                        krb5_san("EXAMPLE.TEST", &["host", "alice.example.test"]),
+                    ],
+                    vec![ClientAuth],
+                ),
+            ),
+        ];
+        for (what, cert) in &machines {
+            assert!(!cert.user_certificate, "{what}");
+            check_matches(
+                what,
+                cert,
+                &[
+                    ("user:alice@example.test", false),
+                    ("user:alice@EXAMPLE.TEST", false),
+                ],
+            );
+            assert!(
+                !cert
+                    .proven()
+                    .iter()
+                    .any(|n| matches!(n, PrincipalName::User(_))),
+                "{what}: {:?}",
+                cert.proven()
+            );
+        }
+        let user = user_certificate(user_sans());
+        assert!(user.user_certificate);
+        check_matches(
+            "user certificate",
+            &user,
+            &[("user:alice@example.test", true)],
+        );
+        let kerberos_user = certificate_with_raw_sans_for(
+            &[krb5_san("EXAMPLE.TEST", &["alice"])],
+            vec![ClientAuth],
+        );
+        assert!(kerberos_user.user_certificate);
+        check_matches(
+            "Kerberos user certificate",
+            &kerberos_user,
+            &[
+                ("user:alice@EXAMPLE.TEST", true),
+                ("user:alice@example.test", true),
+                ("user:Alice@EXAMPLE.TEST", false),
+                ("user:alice@OTHER.TEST", false),
+            ],
+        );
+        assert_eq!(
+            kerberos_user
+                .proven()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["user:alice@EXAMPLE.TEST"]
+        );
+    }
+
+    /// The constraints of a CA with these permitted DNS, IP and email subtrees.
+    fn constraints(dns: &[&str], ips: &[(&str, u8)], emails: &[&str]) -> PathConstraints {
+        use rcgen::{BasicConstraints, CidrSubnet, GeneralSubtree, IsCa, NameConstraints};
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let mut permitted: Vec<GeneralSubtree> = dns
+            .iter()
+            .map(|d| GeneralSubtree::DnsName(d.to_string()))
+            .collect();
+        permitted.extend(ips.iter().map(|(ip, len)| {
+            GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(ip.parse().unwrap(), *len))
+        }));
+        permitted.extend(
+            emails
+                .iter()
+                .map(|e| GeneralSubtree::Rfc822Name(e.to_string())),
+        );
+        params.name_constraints = Some(NameConstraints {
+            permitted_subtrees: permitted,
+            excluded_subtrees: vec![],
+        });
+        let key = KeyPair::generate().unwrap();
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        let mut path = PathConstraints::default();
+        path.add_certificate_der(&der).unwrap();
+        assert!(!path.is_empty());
+        path
+    }
+
+    /// Attack (issue 12, item 1): webpki checks a name constraint only against names of
+    /// the same form, so a CA constrained to `DNS:.dept.example.test` could vouch for
+    /// `db.example.test` through a Kerberos principal SAN. A name read across forms must
+    /// satisfy the constraints of the form it stands for.
+    #[test]
+    fn names_read_across_forms_must_satisfy_the_paths_constraints() {
+        let cert = certificate_with_raw_sans_for(
+            &[
+                krb5_san("ANY", &["host", "db.example.test"]),
+                krb5_san("ANY", &["host", "db.dept.example.test"]),
+                krb5_san("ANY", &["host", "10.1.2.3"]),
+                krb5_san("ANY", &["host", "192.0.2.1"]),
+            ],
+            vec![],
+        );
+        let dept = constraints(&[".dept.example.test"], &[("10.0.0.0", 8)], &[]);
+        let within = cert.clone().within(&dept);
+        for (name, unconstrained, constrained) in [
+            ("db.example.test", true, false),
+            ("host/db.example.test", true, false),
+            ("host/db.example.test@ANY", true, false),
+            ("db.dept.example.test", true, true),
+            ("host/db.dept.example.test@ANY", true, true),
+            ("host/10.1.2.3", true, true),
+            ("host/192.0.2.1", true, false),
+            ("raw:host/db.example.test@ANY", true, false),
+        ] {
+            check_matches("unconstrained", &cert, &[(name, unconstrained)]);
+            check_matches("constrained", &within, &[(name, constrained)]);
+        }
+        // Users read from a UPN or a Kerberos SAN stand for mailboxes.
+        let mut user = user_certificate(vec![upn("alice@EXAMPLE.TEST"), upn("bob@OTHER.TEST")]);
+        user.kerberos.push(KerberosPrincipal {
+            realm: "OTHER.TEST".into(),
+            components: vec!["carol".into()],
+        });
+        let mailboxes = constraints(&[], &[], &["example.test"]);
+        let within = user.clone().within(&mailboxes);
+        check_matches(
+            "mailbox constraints",
+            &within,
+            &[
+                ("user:alice@EXAMPLE.TEST", true),
+                ("user:bob@OTHER.TEST", false),
+                ("user:carol@OTHER.TEST", false),
+            ],
+        );
+        check_matches(
+            "unconstrained users",
+            &user,
+            &[("user:bob@OTHER.TEST", true)],
+        );
+        // DNS constraints leave users alone; and raw names compare with CNs only where
+        // the CN, as a DNS name, satisfies them.
+        check_matches(
+            "DNS constraints",
+            &user.clone().within(&dept),
+            &[("user:bob@OTHER.TEST", true)],
+        );
+        let legacy = CertificateNames {
+            common_names: vec!["Legacy Server".into(), "db.dept.example.test".into()],
+            ..Default::default()
+        };
+        check_matches(
+            "CN under DNS constraints",
+            &legacy.within(&dept),
+            &[
+                ("raw:Legacy Server", false),
+                ("raw:db.dept.example.test", true),
+            ],
+        );
+    }
+
+    #[test]
+    fn spns_are_proven_by_kerberos_principal_sans() {
         let cert = certificate_with_raw_sans(&[
             krb5_san("EXAMPLE.TEST", &["host", "server.example.test"]),
             krb5_san("EXAMPLE.TEST", &["HTTP", "Web.Example.Test:8080", "api"]),
@@ -2336,10 +2739,8 @@ mod tests {
                 ("web.example.test", false),
                 ("host/2001:db8::1", true),
                 ("2001:db8::1", false),
-                ("user:alice@EXAMPLE.TEST", true),
-                ("user:alice@example.test", true),
-                ("user:Alice@EXAMPLE.TEST", false),
-                ("user:alice@OTHER.TEST", false),
+                // A machine certificate proves no user (see only_a_user_certificate_...).
+                ("user:alice@EXAMPLE.TEST", false),
                 ("raw:host/server.example.test@EXAMPLE.TEST", true),
                 ("raw:HTTP/Web.Example.Test:8080/api@EXAMPLE.TEST", true),
                 ("raw:http/web.example.test:8080/api@EXAMPLE.TEST", false),
@@ -2354,7 +2755,6 @@ mod tests {
             [
                 "host/server.example.test@EXAMPLE.TEST",
                 "http/web.example.test:8080/api@EXAMPLE.TEST",
-                "user:alice@EXAMPLE.TEST",
                 "host/[2001:db8::1]@EXAMPLE.TEST",
             ]
         );
@@ -2569,7 +2969,7 @@ mod tests {
 
     #[test]
     fn proven_and_presented_list_every_name() {
-        let cert = certificate(
+        let mut cert = certificate(
             vec![
                 dns("*.example.test"),
                 dns("Server.Example.Test."),
@@ -2586,6 +2986,10 @@ mod tests {
             ],
             Some("Server"),
         );
+        // A machine certificate: its email and UPN SANs prove no user.
+        assert!(!cert.user_certificate);
+        assert_eq!(cert.proven().len(), 5, "{:?}", cert.proven());
+        cert.user_certificate = true; // as if it were one, to see every form listed
         let proven: Vec<String> = cert.proven().iter().map(ToString::to_string).collect();
         assert_eq!(
             proven,

@@ -15,6 +15,11 @@ use crate::name::PeerTargetName;
 
 /// An IP address prefix (`192.0.2.0/24`, `2001:db8::/32`, `192.0.2.7` = `/32`), or every
 /// address.
+///
+/// IPv4 and IPv6 live in one address space here, as on a dual-stack socket: the IPv4
+/// address `a.b.c.d` is the IPv6 address `::ffff:a.b.c.d`. So `::/0` contains every IPv4
+/// address too, and a prefix within `::ffff:0:0/96` is the IPv4 prefix it maps
+/// (`::ffff:10.0.0.0/104` is `10.0.0.0/8`, and is shown and compared as such).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AddressPrefix {
     /// Every address, of both families.
@@ -29,8 +34,9 @@ pub enum AddressPrefix {
 }
 
 impl AddressPrefix {
-    /// The prefix `addr/len`; bits of `addr` beyond `len` are cleared. Errors if `len`
-    /// exceeds the family's width.
+    /// The prefix `addr/len`; bits of `addr` beyond `len` are cleared, and a prefix within
+    /// `::ffff:0:0/96` becomes the IPv4 prefix it maps. Errors if `len` exceeds the
+    /// family's width.
     pub fn new(addr: IpAddr, len: u8) -> Result<Self, String> {
         let width = if addr.is_ipv4() { 32 } else { 128 };
         if len > width {
@@ -38,25 +44,44 @@ impl AddressPrefix {
                 "prefix length /{len} is longer than {width} bits for {addr}"
             ));
         }
+        let (addr, len) = match addr {
+            IpAddr::V6(v6) if len >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => (IpAddr::V4(v4), len - 96),
+                None => (addr, len),
+            },
+            _ => (addr, len),
+        };
         Ok(AddressPrefix::Prefix {
             addr: mask(addr, len),
             len,
         })
     }
 
-    /// Whether `ip` is within the prefix. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as
-    /// a dual-stack listener sees IPv4 clients) is matched as the IPv4 address.
+    /// Whether `ip` is within the prefix, both taken in the one address space where the
+    /// IPv4 address `a.b.c.d` is `::ffff:a.b.c.d` (so an IPv4 client of a dual-stack
+    /// listener, seen as `::ffff:a.b.c.d`, matches IPv4 prefixes, and `::/0` contains it).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
         match *self {
             AddressPrefix::Any => true,
             AddressPrefix::Prefix { addr, len } => {
-                addr.is_ipv4() == ip.is_ipv4() && mask(ip, len) == addr
+                let (network, bits) = as_ipv6(addr, len);
+                let bits = u32::from(bits.min(128));
+                let keep = if bits == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - bits)
+                };
+                as_ipv6(ip, 0).0 & keep == network & keep
             }
         }
+    }
+}
+
+/// `addr/len` in the IPv6 address space: an IPv4 prefix is its IPv4-mapped IPv6 prefix.
+fn as_ipv6(addr: IpAddr, len: u8) -> (u128, u8) {
+    match addr {
+        IpAddr::V4(v4) => (u128::from(v4.to_ipv6_mapped()), len.saturating_add(96)),
+        IpAddr::V6(v6) => (u128::from(v6), len),
     }
 }
 
@@ -84,8 +109,12 @@ fn mask(ip: IpAddr, len: u8) -> IpAddr {
 }
 
 impl From<IpAddr> for AddressPrefix {
-    /// The single address.
+    /// The single address (an IPv4-mapped IPv6 address is its IPv4 address).
     fn from(ip: IpAddr) -> Self {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
         let len = if ip.is_ipv4() { 32 } else { 128 };
         AddressPrefix::Prefix { addr: ip, len }
     }
@@ -195,6 +224,17 @@ mod tests {
             ("127.0.0.2", "127.0.0.1", false),
             ("0.0.0.0/0", "203.0.113.9", true),
             ("0.0.0.0/0", "2001:db8::1", false),
+            ("0.0.0.0/0", "::ffff:203.0.113.9", true),
+            // One address space: `::/0` holds the IPv4 addresses too, and a prefix inside
+            // `::ffff:0:0/96` is the IPv4 prefix it maps (issue 12, item 10).
+            ("::/0", "203.0.113.9", true),
+            ("::/0", "2001:db8::1", true),
+            ("::/96", "203.0.113.9", false),
+            ("::ffff:0:0/96", "203.0.113.9", true),
+            ("::ffff:10.0.0.0/104", "10.1.2.3", true),
+            ("::ffff:10.0.0.0/104", "::ffff:10.1.2.3", true),
+            ("::ffff:10.0.0.0/104", "11.1.2.3", false),
+            ("::ffff:127.0.0.1", "127.0.0.1", true),
             ("2001:db8::/32", "2001:db8:ffff::1", true),
             ("2001:db8::/32", "2001:db9::1", false),
             ("[::1]", "::1", true),
@@ -223,6 +263,21 @@ mod tests {
                 .to_string(),
             "192.0.2.0/24"
         );
+        // Normalized alike, so that deleting by either spelling finds the binding.
+        assert_eq!(
+            "::ffff:10.0.0.0/104".parse::<AddressPrefix>().unwrap(),
+            "10.0.0.0/8".parse::<AddressPrefix>().unwrap()
+        );
+        assert_eq!(
+            AddressPrefix::from(ip("::ffff:192.0.2.1")),
+            "192.0.2.1".parse::<AddressPrefix>().unwrap()
+        );
+        // A prefix built by hand, unnormalized, still matches in the one address space.
+        let raw = AddressPrefix::Prefix {
+            addr: ip("::ffff:10.0.0.0"),
+            len: 104,
+        };
+        assert!(raw.contains(ip("10.9.9.9")));
     }
 
     #[test]

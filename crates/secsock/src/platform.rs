@@ -15,12 +15,13 @@ use crate::policy::Policy;
 use crate::settings::{CryptoPolicyKey, SettingsError};
 use crate::tls::CryptoContext;
 use crate::users::UserDirectory;
-use crate::verify::ChainValidator;
+use crate::verify::{ChainCacheStats, ChainValidator};
 
 /// A loaded policy and the TLS state built from it.
 pub struct Platform {
     policy: Policy,
     contexts: Vec<Arc<CryptoContext>>,
+    validator: Arc<ChainValidator>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -68,7 +69,11 @@ impl Platform {
             .map_err(|e| config_error(format!("[crypto.{}]: {e}", crypto.name)))?;
             contexts.push(Arc::new(ctx));
         }
-        Ok(Arc::new(Self { policy, contexts }))
+        Ok(Arc::new(Self {
+            policy,
+            contexts,
+            validator,
+        }))
     }
 
     /// Loads the policy file at `path`.
@@ -101,6 +106,13 @@ impl Platform {
     /// The policy this platform was built from.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The size and use of the cache of validated certificate chains (see
+    /// [`ChainValidator`]): how many paths it holds, the bytes they take, how often it
+    /// answered.
+    pub fn chain_cache_stats(&self) -> ChainCacheStats {
+        self.validator.cache_stats()
     }
 
     /// The TLS state for the crypto policy `key` (None: the policy's default).

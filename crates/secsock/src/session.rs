@@ -7,13 +7,14 @@
 //! It turns rustls failures into [`NegotiationError`]s and builds the [`SecurityInfo`].
 //! It does no I/O: the blocking and async front ends move the bytes.
 
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustls::{ClientConnection, Connection, HandshakeKind, ServerConnection};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
+use crate::constraints::{PathConstraints, UNCONSTRAINED};
 use crate::error::{Error, NegotiationError, Peer};
 use crate::info::{Id128, InfoFlags, KeyExchange, PeerIdentity, ProofMethod, SecurityInfo};
 use crate::name::{CertificateNames, PeerTargetName, PrincipalName};
@@ -26,6 +27,9 @@ struct ClientSide {
     target_key: String,
     optional_name: bool,
     tickets: Arc<ConnectionTickets>,
+    /// The target and the server's address: what the context remembers once a handshake
+    /// completed, so that `ALLOW_INSECURE` never falls back for it (see `fallback`).
+    tls_peer: String,
 }
 
 /// What carries a connection's bytes: TLS, or clear text where the settings allowed it
@@ -114,6 +118,9 @@ struct Established {
     negotiation_error: Option<Box<NegotiationError>>,
     /// The user (application) identity the peer proved after the handshake.
     application: Option<Box<PeerIdentity>>,
+    /// The name constraints of the path the peer's chain validated through (`None`: none),
+    /// which the names its certificate proves are read under.
+    constraints: Option<Arc<PathConstraints>>,
 }
 
 /// When to send a TLS KeyUpdate (the crypto policy's `rekey_after`).
@@ -132,12 +139,13 @@ pub(crate) enum UserStep {
 }
 
 impl Session {
-    /// A client session expecting `target` (or any peer proven under the anchors).
+    /// A client session expecting `target` (or any peer proven under the anchors) at
+    /// `peer`.
     pub(crate) fn client(
         ctx: Arc<CryptoContext>,
         target: Option<PeerTargetName>,
         optional_name: bool,
-        peer_ip: IpAddr,
+        peer: SocketAddr,
     ) -> Result<Self, Error> {
         let target_key = match &target {
             None => "any".to_string(),
@@ -156,7 +164,8 @@ impl Session {
             || ServerIdentityVerifier::new(ctx.validator.clone(), target.clone(), optional_name);
         let (config, tickets) = ctx.client_config(&target_key, verifier, sni.is_some());
         tickets.session.set(ctx.new_id());
-        let server_name = sni.unwrap_or(ServerName::IpAddress(peer_ip.into()));
+        let server_name = sni.unwrap_or(ServerName::IpAddress(peer.ip().into()));
+        let tls_peer = format!("{target_key} at {peer}");
         let conn = ClientConnection::new(config, server_name).map_err(|e| Error::Config {
             policy: ctx.policy.name.clone(),
             reason: e.to_string(),
@@ -170,6 +179,7 @@ impl Session {
                 target_key,
                 optional_name,
                 tickets,
+                tls_peer,
             }),
         ))
     }
@@ -268,6 +278,14 @@ impl Session {
         self.first_peer_byte
     }
 
+    /// Client side: whether a handshake with this target at this address completed before
+    /// (then `ALLOW_INSECURE` never falls back; see [`crate::fallback::client_fallback`]).
+    pub(crate) fn peer_spoke_tls_before(&self) -> bool {
+        self.client
+            .as_ref()
+            .is_some_and(|client| self.ctx.spoke_tls(&client.tls_peer))
+    }
+
     /// Maps a socket failure during the handshake (see [`negotiation_io_error`]).
     pub(crate) fn handshake_io_error(&self, e: std::io::Error) -> Error {
         negotiation_io_error(e, self.peer, self.handshake_timeout())
@@ -356,6 +374,27 @@ impl Session {
         let Some((leaf, intermediates)) = chain.split_first() else {
             return Err(NegotiationError::PeerSentNoCertificate);
         };
+        let usage = match self.client {
+            Some(_) => Usage::ServerAuth,
+            None => Usage::ClientAuth,
+        };
+        // The peer has now proven it holds the leaf's key (a resumed one did when its
+        // ticket was issued), so the validation may be cached. A resumed session's stored
+        // chain, which rustls restored without verifying it, is validated again: it may
+        // have expired since.
+        let path = self
+            .ctx
+            .validator
+            .confirm(leaf, intermediates, UnixTime::now(), usage)
+            .map_err(|e| negotiation_error_from_tls(&e, self.peer));
+        let path = match (path, &self.client) {
+            (Ok(path), _) => path,
+            (Err(e), Some(client)) => {
+                self.ctx.forget_tickets(&client.target_key);
+                return Err(e);
+            }
+            (Err(e), None) => return Err(e),
+        };
         let mut negotiation_error = None;
         let session_id = match &self.client {
             Some(client) => {
@@ -364,14 +403,14 @@ impl Session {
                 // there is something left to check.
                 let mismatch = match &client.target {
                     // A leaf this target's verifier already proved needs no second look.
-                    Some(_) if client.tickets.target_proves(leaf) => None,
+                    Some(_) if client.tickets.target_proves(leaf, &path) => None,
                     Some(target) if resumed || client.optional_name => {
-                        let names = CertificateNames::from_der(leaf).map_err(|e| {
-                            NegotiationError::UntrustedChain {
+                        let names = CertificateNames::from_der(leaf)
+                            .map_err(|e| NegotiationError::UntrustedChain {
                                 peer: self.peer,
                                 reason: format!("its certificate cannot be parsed: {e}"),
-                            }
-                        })?;
+                            })?
+                            .within(path.constraints());
                         (!target.is_proven_by(&names)).then(|| NegotiationError::PeerNameMismatch {
                             expected: target.as_str().to_string(),
                             presented: names.presented(),
@@ -379,22 +418,15 @@ impl Session {
                     }
                     _ => None,
                 };
-                let recheck = if resumed {
-                    // rustls restored the chain stored with the ticket without verifying it:
-                    // it may have expired since.
-                    self.revalidate(leaf, intermediates, Usage::ServerAuth)
-                        .and(match &mismatch {
-                            Some(m) if !client.optional_name => Err(m.clone()),
-                            _ => Ok(()),
-                        })
-                } else {
-                    Ok(())
-                };
-                if let Err(e) = recheck {
+                if let Some(m) = mismatch
+                    .as_ref()
+                    .filter(|_| resumed && !client.optional_name)
+                {
                     self.ctx.forget_tickets(&client.target_key);
-                    return Err(e);
+                    return Err(m.clone());
                 }
                 negotiation_error = mismatch;
+                self.ctx.remember_tls_peer(&client.tls_peer);
                 let id = match (resumed, client.tickets.offered_session()) {
                     (true, Some(original)) => original,
                     _ => client.tickets.session.get(),
@@ -402,18 +434,14 @@ impl Session {
                 client.tickets.session.set(id);
                 id
             }
-            None => {
-                if resumed {
-                    self.revalidate(leaf, intermediates, Usage::ClientAuth)?;
-                }
-                self.server_session_id
-            }
+            None => self.server_session_id,
         };
         self.established = Some(Established {
             resumed,
             session_id,
             negotiation_error: negotiation_error.map(Box::new),
             application: None,
+            constraints: path.shared_constraints(),
         });
         Ok(())
     }
@@ -429,10 +457,11 @@ impl Session {
         } else {
             ProofMethod::Certificate
         };
+        let constraints = established.constraints.as_deref().unwrap_or(&UNCONSTRAINED);
         let peer_machine = self
             .conn
             .peer_certificates()
-            .and_then(|chain| identity(chain, proven_by));
+            .and_then(|chain| identity(chain, proven_by, constraints));
         let peer_application = established.application.as_deref().cloned();
         let flags = if peer_application.is_some() {
             InfoFlags::SECURED | InfoFlags::ENCRYPTED | InfoFlags::IMPERSONATED
@@ -467,18 +496,6 @@ impl Session {
             connection_id: Some(Id128(self.connection_id)),
             negotiation_error: established.negotiation_error.as_deref().cloned(),
         }
-    }
-
-    fn revalidate(
-        &self,
-        leaf: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        usage: Usage,
-    ) -> Result<(), NegotiationError> {
-        self.ctx
-            .validator
-            .validate(leaf, intermediates, UnixTime::now(), usage)
-            .map_err(|e| negotiation_error_from_tls(&e, self.peer))
     }
 
     /// Counts application bytes sent and starts a KeyUpdate when the policy's
@@ -521,12 +538,19 @@ impl Rekey {
     }
 }
 
-/// The peer identity a chain proves (the leaf is parsed once, for names and validity).
-fn identity(chain: &[CertificateDer<'static>], proven_by: ProofMethod) -> Option<PeerIdentity> {
+/// The peer identity a chain proves under its path's name constraints (the leaf is parsed
+/// once, for names and validity).
+fn identity(
+    chain: &[CertificateDer<'static>],
+    proven_by: ProofMethod,
+    constraints: &PathConstraints,
+) -> Option<PeerIdentity> {
     let (_, cert) = x509_parser::parse_x509_certificate(chain.first()?).ok()?;
     let validity = cert.validity();
     Some(PeerIdentity {
-        names: CertificateNames::from_x509(&cert).proven(),
+        names: CertificateNames::from_x509(&cert)
+            .within(constraints)
+            .proven(),
         chain: chain.to_vec(),
         not_before: Some(system_time(validity.not_before.timestamp())),
         not_after: Some(system_time(validity.not_after.timestamp())),
@@ -540,6 +564,27 @@ fn system_time(unix: i64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(unix as u64)
     } else {
         UNIX_EPOCH - Duration::from_secs(unix.unsigned_abs())
+    }
+}
+
+/// How long a side that refused its peer during the handshake keeps reading (and
+/// discarding) what the peer still sends before it closes: closing a TCP socket with unread
+/// input makes the kernel send a reset, which can destroy the alert that says why before
+/// the peer reads it.
+pub(crate) const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// The most a refusing side reads from its peer while it lingers: a peer that keeps
+/// sending gets its reset, and the refusing side its resources back.
+pub(crate) const REFUSAL_DRAIN: usize = 64 * 1024;
+
+/// Whether a failure to secure a connection leaves the peer something to learn (an alert
+/// or a FAILURE frame was sent) and a socket worth lingering on: not when it timed out or
+/// the socket itself failed.
+pub(crate) fn refusal_worth_lingering(error: &Error) -> bool {
+    match error {
+        Error::Negotiation(NegotiationError::Timeout { .. }) => false,
+        Error::Negotiation(_) => true,
+        _ => false,
     }
 }
 

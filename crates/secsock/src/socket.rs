@@ -23,7 +23,7 @@ use crate::name::PeerTargetName;
 use crate::platform::Platform;
 use crate::session::{Clear, Session};
 use crate::settings::SecuritySettings;
-use crate::stream::{drive_handshake, SecureStream};
+use crate::stream::{drive_handshake, linger_after_refusal, SecureStream};
 use crate::tls::CryptoContext;
 
 /// Security turned on: the settings and the crypto they resolved to.
@@ -314,7 +314,7 @@ impl SecureSocket {
                 secured.ctx.clone(),
                 target,
                 settings.optional_name_verification(),
-                addr.ip(),
+                addr,
             )?)
         };
         Ok(Connecting {
@@ -343,24 +343,30 @@ impl SecureSocket {
             Plan::Skip(clear) => return SecureStream::clear(tcp, addr, clear),
             Plan::Tls(session) => session,
         };
-        match drive_handshake(&tcp, &mut session, &mut deadline) {
+        match drive_handshake(&tcp, &mut session, &mut deadline)
+            .and_then(|()| Ok(session.complete()?))
+        {
             Ok(()) => {
-                let mut stream = SecureStream::established(tcp, addr, session)?;
+                let mut stream = SecureStream::established(tcp, addr, session);
                 stream.authenticate_user(connecting.user.as_ref(), &mut deadline)?;
                 Ok(stream)
             }
-            Err(Error::Negotiation(e))
-                if connecting.allow_insecure
-                    && fallback::client_may_fall_back(&e, session.first_peer_byte()) =>
-            {
+            Err(Error::Negotiation(e)) if connecting.allow_insecure => {
+                let reason = fallback::client_fallback(
+                    e,
+                    session.first_peer_byte(),
+                    session.peer_spoke_tls_before(),
+                )?;
                 drop(tcp);
                 let socket = fallback_socket(addr, connecting.bound_ip)?;
                 // The same deadline: the handshake timeout bounds the fallback too.
                 let tcp = tcp_connect(socket, addr, &mut HandshakeDeadline::new(started, timeout))?;
-                let clear = Clear::new(fallback::client_fallback_reason(&e), &connecting.ctx);
-                SecureStream::clear(tcp, addr, clear)
+                SecureStream::clear(tcp, addr, Clear::new(reason, &connecting.ctx))
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                linger_after_refusal(&tcp, &e);
+                Err(e)
+            }
         }
     }
 }

@@ -23,7 +23,9 @@ use crate::error::{Error, NegotiationError};
 use crate::impersonate::{ImpersonationError, ImpersonationGuard};
 use crate::info::SecurityInfo;
 use crate::readahead::ReadAhead;
-use crate::session::{Clear, Link, Session, UserStep};
+use crate::session::{
+    refusal_worth_lingering, Clear, Link, Session, UserStep, REFUSAL_DRAIN, REFUSAL_LINGER,
+};
 use crate::settings::UserCredentials;
 use crate::tls::CryptoContext;
 use crate::userauth::{self, ClientExchange, Frame, ServerExchange, Step};
@@ -84,12 +86,45 @@ pub(crate) fn drive_handshake(
             .into());
         }
         if let Err(e) = session.conn.process_new_packets() {
-            // Tell the peer why (rustls queued an alert), best effort.
+            // Tell the peer why (rustls queued an alert), best effort; the caller lingers
+            // (see `linger_after_refusal`) unless it falls back to clear text.
             let _ = socket.set_write_timeout(Some(Duration::from_millis(200)));
             let _ = session.conn.write_tls(&mut io);
             return Err(session.failure(&e).into());
         }
         session.after_packets();
+    }
+}
+
+/// Ends a connection refused while it was being secured so that the peer learns why: the
+/// alert (or FAILURE frame) was written; now the write side is shut down (the peer reads
+/// the alert, then the end) and what the peer still sends is read and discarded, at most
+/// [`REFUSAL_DRAIN`] bytes for [`REFUSAL_LINGER`], until it closes. Closing with unread
+/// input instead would make the kernel send a reset that can destroy the alert.
+pub(crate) fn linger_after_refusal(socket: &TcpStream, error: &Error) {
+    if !refusal_worth_lingering(error) {
+        return;
+    }
+    let _ = socket.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + REFUSAL_LINGER;
+    let mut scratch = [0u8; 4096];
+    let mut drained = 0;
+    while drained < REFUSAL_DRAIN {
+        let Some(left) = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+        else {
+            return;
+        };
+        if socket.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match (&mut &*socket).read(&mut scratch) {
+            Ok(0) => return,
+            Ok(n) => drained += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
     }
 }
 
@@ -103,29 +138,30 @@ impl SecureStream {
         started: Instant,
     ) -> Result<Self, Error> {
         let mut deadline = HandshakeDeadline::new(started, session.handshake_timeout());
-        drive_handshake(&socket, &mut session, &mut deadline)?;
-        let mut stream = Self::established(socket, peer_addr, session)?;
+        let secured = drive_handshake(&socket, &mut session, &mut deadline)
+            .and_then(|()| Ok(session.complete()?));
+        if let Err(e) = secured {
+            linger_after_refusal(&socket, &e);
+            return Err(e);
+        }
+        let mut stream = Self::established(socket, peer_addr, session);
         stream.authenticate_user(None, &mut deadline)?;
         Ok(stream)
     }
 
-    /// A stream over a socket whose handshake completed: the checks rustls does not make.
-    /// The handshake's socket timeouts stay armed: [`authenticate_user`](Self::authenticate_user),
-    /// which follows, runs under them and then ends the handshake's use of them.
-    pub(crate) fn established(
-        socket: TcpStream,
-        peer_addr: SocketAddr,
-        mut session: Session,
-    ) -> Result<Self, Error> {
-        session.complete()?;
-        Ok(Self {
+    /// A stream over a socket whose handshake completed and whose session was checked
+    /// (`Session::complete`). The handshake's socket timeouts stay armed:
+    /// [`authenticate_user`](Self::authenticate_user), which follows, runs under them and
+    /// then ends the handshake's use of them.
+    pub(crate) fn established(socket: TcpStream, peer_addr: SocketAddr, session: Session) -> Self {
+        Self {
             socket,
             link: Link::Tls(session),
             ahead: ReadAhead::default(),
             left: LeftWriteTimeout::default(),
             peer_addr,
             write_closed: false,
-        })
+        }
     }
 
     /// A stream in clear text, where the settings allowed it; `clear` says why.
@@ -175,8 +211,10 @@ impl SecureStream {
         let binding = match session.user_step()? {
             UserStep::Skip => return Ok(()),
             UserStep::Refuse => {
-                let _ = self.shutdown(Shutdown::Both);
-                return Err(NegotiationError::UserAuthenticationRequired.into());
+                let refusal = NegotiationError::UserAuthenticationRequired.into();
+                let _ = self.shutdown(Shutdown::Write);
+                linger_after_refusal(&self.socket, &refusal);
+                return Err(refusal);
             }
             UserStep::Exchange { binding } => binding,
         };
@@ -234,9 +272,11 @@ impl SecureStream {
                 Err((reason, frame)) => {
                     // Tell the client (generically), end the connection cleanly, and
                     // keep the detail for the server's caller.
+                    let refusal = reason.into();
                     let _ = self.send_frame(&frame);
                     let _ = self.shutdown(Shutdown::Write);
-                    return Err(reason.into());
+                    linger_after_refusal(&self.socket, &refusal);
+                    return Err(refusal);
                 }
             }
         }

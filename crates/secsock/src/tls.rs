@@ -54,6 +54,47 @@ pub(crate) struct CryptoContext {
     pub validator: Arc<ChainValidator>,
     tickets: TicketRegistry,
     ids: IdSource,
+    /// Targets (at an address) a client handshake completed with: never a clear-text
+    /// fallback for them (see `fallback::client_fallback`).
+    tls_peers: TlsPeers,
+}
+
+/// The peers a context's clients completed a TLS handshake with, as `target at address`,
+/// the most recent [`TLS_PEERS_REMEMBERED`]. Like HSTS, but kept for the life of the
+/// process (a new platform starts empty).
+#[derive(Default)]
+struct TlsPeers {
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+/// Peers remembered to speak TLS; beyond this the least recently seen is forgotten.
+const TLS_PEERS_REMEMBERED: usize = 4096;
+
+impl TlsPeers {
+    fn remember(&self, peer: &str) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(at) = seen.get_mut(peer) {
+            *at = Instant::now();
+            return;
+        }
+        if seen.len() >= TLS_PEERS_REMEMBERED {
+            if let Some(oldest) = seen
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(k, _)| k.clone())
+            {
+                seen.remove(&oldest);
+            }
+        }
+        seen.insert(peer.to_string(), Instant::now());
+    }
+
+    fn contains(&self, peer: &str) -> bool {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(peer)
+    }
 }
 
 /// The session and connection identifiers of one context (`SecurityInfo::session_id`,
@@ -166,6 +207,7 @@ impl CryptoContext {
             client,
             validator,
             tickets: TicketRegistry::new(policy.session_lifetime),
+            tls_peers: TlsPeers::default(),
         })
     }
 
@@ -226,6 +268,16 @@ impl CryptoContext {
     /// Forgets every ticket of `target_key` (after a resumed session failed re-validation).
     pub(crate) fn forget_tickets(&self, target_key: &str) {
         self.tickets.forget(target_key);
+    }
+
+    /// Records that a client handshake with `peer` (`target at address`) completed.
+    pub(crate) fn remember_tls_peer(&self, peer: &str) {
+        self.tls_peers.remember(peer);
+    }
+
+    /// Whether a client handshake with `peer` completed before.
+    pub(crate) fn spoke_tls(&self, peer: &str) -> bool {
+        self.tls_peers.contains(peer)
     }
 
     /// A new session or connection identifier, never given out before by this context.
@@ -382,8 +434,8 @@ impl fmt::Debug for ConnectionTickets {
 
 impl ConnectionTickets {
     /// Whether the target's verifier already found `leaf` to prove the target name.
-    pub(crate) fn target_proves(&self, leaf: &[u8]) -> bool {
-        self.target.verifier.proves_target(leaf)
+    pub(crate) fn target_proves(&self, leaf: &[u8], path: &crate::verify::ValidatedPath) -> bool {
+        self.target.verifier.proves_target(leaf, path)
     }
 
     /// The session id of the ticket this connection offered, if it offered one.

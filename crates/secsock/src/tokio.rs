@@ -50,7 +50,10 @@ use crate::peers::{AddressPrefix, PeerNames};
 use crate::platform::Platform;
 use crate::readahead::ReadAhead;
 use crate::session::Session;
-use crate::session::{negotiation_io_error, Clear, Link, UserStep};
+use crate::session::{
+    negotiation_io_error, refusal_worth_lingering, Clear, Link, UserStep, REFUSAL_DRAIN,
+    REFUSAL_LINGER,
+};
 use crate::settings::SecuritySettings;
 use crate::settings::UserCredentials;
 use crate::socket::{connect_timed_out, fallback_socket, Plan};
@@ -151,28 +154,39 @@ impl SecureSocket {
             Plan::Skip(clear) => return Ok(SecureStream::clear(io, addr, clear)),
             Plan::Tls(session) => session,
         };
-        match drive_handshake(&mut io, &mut session, started).await {
+        let secured = drive_handshake(&mut io, &mut session, started)
+            .await
+            .and_then(|()| Ok(session.complete()?));
+        match secured {
             Ok(()) => {
-                let mut stream = SecureStream::established(io, addr, session)?;
+                let mut stream = SecureStream::established(io, addr, session);
                 stream
                     .authenticate_user(connecting.user.as_ref(), started + timeout)
                     .await?;
                 Ok(stream)
             }
-            Err(Error::Negotiation(e))
-                if connecting.allow_insecure
-                    && fallback::client_may_fall_back(&e, session.first_peer_byte()) =>
-            {
+            Err(Error::Negotiation(e)) if connecting.allow_insecure => {
+                let reason = fallback::client_fallback(
+                    e,
+                    session.first_peer_byte(),
+                    session.peer_spoke_tls_before(),
+                )?;
                 drop(io);
                 let socket = fallback_socket(addr, connecting.bound_ip)?;
                 let left = timeout
                     .saturating_sub(started.elapsed())
                     .max(std::time::Duration::from_millis(1));
                 let io = tcp_connect(socket, addr, left).await?;
-                let clear = Clear::new(fallback::client_fallback_reason(&e), &connecting.ctx);
-                Ok(SecureStream::clear(io, addr, clear))
+                Ok(SecureStream::clear(
+                    io,
+                    addr,
+                    Clear::new(reason, &connecting.ctx),
+                ))
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                linger_after_refusal(&mut io, &e).await;
+                Err(e)
+            }
         }
     }
 }
@@ -306,7 +320,7 @@ impl PendingStream {
 
     async fn handshake_boxed(mut self) -> Result<SecureStream, Error> {
         let admission = self.admission.clone();
-        match admission.mode() {
+        match admission.mode_for(self.peer_addr.ip()) {
             Mode::Skip => {
                 let clear = admission.clear(NegotiationError::EnforcementSkipped);
                 return Ok(SecureStream::clear(self.io, self.peer_addr, clear));
@@ -326,8 +340,14 @@ impl PendingStream {
         }
         let user_alpn = self.offers_user_alpn().await?;
         let mut session = admission.session_for(self.peer_addr.ip(), user_alpn)?;
-        drive_handshake(&mut self.io, &mut session, self.accepted).await?;
-        let mut stream = SecureStream::established(self.io, self.peer_addr, session)?;
+        let secured = drive_handshake(&mut self.io, &mut session, self.accepted)
+            .await
+            .and_then(|()| Ok(session.complete()?));
+        if let Err(e) = secured {
+            linger_after_refusal(&mut self.io, &e).await;
+            return Err(e);
+        }
+        let mut stream = SecureStream::established(self.io, self.peer_addr, session);
         stream
             .authenticate_user(
                 None,
@@ -535,20 +555,38 @@ async fn drive_handshake(
     }
 }
 
+/// Ends a connection refused while it was being secured so that the peer learns why; see
+/// the blocking `linger_after_refusal`.
+async fn linger_after_refusal(io: &mut TcpStream, error: &Error) {
+    use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if !refusal_worth_lingering(error) {
+        return;
+    }
+    let _ = io.shutdown().await;
+    let mut scratch = [0u8; 4096];
+    let mut drained = 0;
+    let drain = async {
+        while drained < REFUSAL_DRAIN {
+            match io.read(&mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => drained += n,
+            }
+        }
+    };
+    let _ = ::tokio::time::timeout(REFUSAL_LINGER, drain).await;
+}
+
 impl SecureStream {
-    fn established(
-        io: TcpStream,
-        peer_addr: SocketAddr,
-        mut session: Session,
-    ) -> Result<Self, Error> {
-        session.complete()?;
-        Ok(Self {
+    /// A stream over a connection whose handshake completed and whose session was checked
+    /// (`Session::complete`).
+    fn established(io: TcpStream, peer_addr: SocketAddr, session: Session) -> Self {
+        Self {
             io,
             link: Link::Tls(session),
             ahead: ReadAhead::default(),
             peer_addr,
             write_closed: false,
-        })
+        }
     }
 
     fn clear(io: TcpStream, peer_addr: SocketAddr, clear: Clear) -> Self {
@@ -577,8 +615,10 @@ impl SecureStream {
         let binding = match session.user_step()? {
             UserStep::Skip => return Ok(()),
             UserStep::Refuse => {
+                let refusal = NegotiationError::UserAuthenticationRequired.into();
                 let _ = ::tokio::io::AsyncWriteExt::shutdown(self).await;
-                return Err(NegotiationError::UserAuthenticationRequired.into());
+                linger_after_refusal(&mut self.io, &refusal).await;
+                return Err(refusal);
             }
             UserStep::Exchange { binding } => binding,
         };
@@ -590,14 +630,21 @@ impl SecureStream {
                 self.run_user_exchange(credentials, &ctx, &binding).await
             }
         };
-        match ::tokio::time::timeout_at(::tokio::time::Instant::from_std(deadline), exchange).await
-        {
-            Err(_) => Err(NegotiationError::Timeout { after: timeout }.into()),
-            Ok(outcome) => outcome.map_err(|e| match e {
-                Error::Io(e) => userauth::exchange_io_error(e, peer, timeout).into(),
-                other => other,
-            }),
+        let outcome =
+            match ::tokio::time::timeout_at(::tokio::time::Instant::from_std(deadline), exchange)
+                .await
+            {
+                Err(_) => Err(NegotiationError::Timeout { after: timeout }.into()),
+                Ok(outcome) => outcome.map_err(|e| match e {
+                    Error::Io(e) => userauth::exchange_io_error(e, peer, timeout).into(),
+                    other => other,
+                }),
+            };
+        if let (true, Err(refusal)) = (server, &outcome) {
+            // Outside the deadline: lingering must not turn the refusal into a timeout.
+            linger_after_refusal(&mut self.io, refusal).await;
         }
+        outcome
     }
 
     async fn send_frame(&mut self, frame: &Frame) -> Result<(), Error> {
@@ -644,6 +691,7 @@ impl SecureStream {
                     return Ok(());
                 }
                 Err((reason, frame)) => {
+                    // The caller lingers after the refusal (outside the deadline).
                     let _ = self.send_frame(&frame).await;
                     let _ = ::tokio::io::AsyncWriteExt::shutdown(self).await;
                     return Err(reason.into());

@@ -551,17 +551,24 @@ impl<'a> ServerExchange<'a> {
     fn check_certificate(&self, data: &[u8]) -> Result<PeerIdentity, String> {
         let (chain, scheme, signature) = decode_cert_proof(data)?;
         let (leaf, intermediates) = chain.split_first().ok_or("no user certificate")?;
-        self.validator
+        let path = self
+            .validator
             .validate(leaf, intermediates, UnixTime::now(), Usage::ClientAuth)
             .map_err(|e| format!("the user certificate is not trusted: {e}"))?;
         let names: Vec<PrincipalName> = CertificateNames::from_der(leaf)
             .map_err(|e| e.to_string())?
+            .within(path.constraints())
             .proven()
             .into_iter()
             .filter(|n| matches!(n, PrincipalName::User(_)))
             .collect();
         if names.is_empty() {
-            return Err("the user certificate names no user (email or UPN SAN)".into());
+            return Err(
+                "the certificate proves no user: a user certificate names a user (email, UPN \
+                 or single-component Kerberos SAN), is for client authentication only and \
+                 names no machine"
+                    .into(),
+            );
         }
         let mut message = CERT_CONTEXT.to_vec();
         message.extend_from_slice(&self.binding);
@@ -582,6 +589,8 @@ impl<'a> ServerExchange<'a> {
                 "the signature over this connection's channel binding does not verify".into(),
             );
         }
+        // The key's holder signed this connection's binding: the validation may be cached.
+        self.validator.remember(&path);
         let (_, parsed) = x509_parser::parse_x509_certificate(leaf).map_err(|e| e.to_string())?;
         let at = |t: i64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
         Ok(PeerIdentity {

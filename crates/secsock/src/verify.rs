@@ -10,8 +10,9 @@
 //! Not here: building TLS configurations ([`crate::tls`]) or deciding what to do with a
 //! failure (the session reports it).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -23,13 +24,15 @@ use rustls::{
 };
 use rustls_pki_types::TrustAnchor;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
+use sha2::{Digest, Sha256};
 use webpki::{CertRevocationList, EndEntityCert, KeyUsage, RevocationOptionsBuilder};
 
+use crate::constraints::{PathConstraints, UNCONSTRAINED};
 use crate::error::{NegotiationError, Peer};
 use crate::name::{CertificateNames, PeerTargetName};
 
 /// Which extended key usage a chain must allow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Usage {
     /// TLS server authentication (id-kp-serverAuth): the peer accepted our connection.
     ServerAuth,
@@ -39,12 +42,15 @@ pub enum Usage {
 
 /// Validates certificate chains against one set of trust anchors and CRLs.
 ///
-/// Successful validations are remembered (see [`ChainCache`]): a chain validated once is
-/// not validated again until its earliest certificate expires. The anchors and CRLs of a
-/// validator never change — a changed policy makes a new `Platform`, hence a new validator
-/// with an empty cache — so the only thing that can turn a valid chain invalid is time.
+/// Successful validations can be remembered (see [`ChainCache`]): a path validated once
+/// is not validated again until its earliest certificate expires. The anchors and CRLs of
+/// a validator never change — a changed policy makes a new `Platform`, hence a new
+/// validator with an empty cache — so the only thing that can turn a valid chain invalid
+/// is time.
 pub struct ChainValidator {
     anchors: Vec<TrustAnchor<'static>>,
+    /// The name constraints each anchor imposes (same order as `anchors`).
+    anchor_constraints: Vec<PathConstraints>,
     crls: Vec<CertRevocationList<'static>>,
     algorithms: WebPkiSupportedAlgorithms,
     root_hints: Vec<DistinguishedName>,
@@ -60,6 +66,51 @@ impl fmt::Debug for ChainValidator {
     }
 }
 
+/// A chain that validated: the path webpki found from the leaf to an anchor and that
+/// path's name constraints, which the names read from the leaf must be filtered through
+/// ([`CertificateNames::within`]) before they prove anything.
+#[derive(Debug, Clone)]
+pub struct ValidatedPath {
+    key: CacheKey,
+    /// The intermediates the path used, leaf side first (not every one presented).
+    path: Arc<[CertificateDer<'static>]>,
+    /// `None`: no CA of the path has name constraints.
+    constraints: Option<Arc<PathConstraints>>,
+    validated_at: u64,
+    /// The earliest notAfter of the leaf and the path; `None` if one cannot be read (then
+    /// the validation is not cached).
+    expires: Option<u64>,
+    /// Whether it came from the cache.
+    cached: bool,
+}
+
+impl ValidatedPath {
+    /// The name constraints of the path (empty for an unconstrained one).
+    pub(crate) fn constraints(&self) -> &PathConstraints {
+        self.constraints.as_deref().unwrap_or(&UNCONSTRAINED)
+    }
+
+    /// The same, shared.
+    pub(crate) fn shared_constraints(&self) -> Option<Arc<PathConstraints>> {
+        self.constraints.clone()
+    }
+
+    /// Whether the cache answered.
+    pub fn from_cache(&self) -> bool {
+        self.cached
+    }
+}
+
+/// The names a leaf certificate proves under the constraints of its validated path.
+pub(crate) fn names_within(
+    leaf: &CertificateDer<'_>,
+    path: &ValidatedPath,
+) -> Result<CertificateNames, rustls::Error> {
+    CertificateNames::from_der(leaf)
+        .map(|names| names.within(path.constraints()))
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))
+}
+
 impl ChainValidator {
     /// A validator trusting `anchors` (DER certificates) and honouring `crls`.
     ///
@@ -70,11 +121,17 @@ impl ChainValidator {
         algorithms: WebPkiSupportedAlgorithms,
     ) -> Result<Self, String> {
         let mut trust = Vec::with_capacity(anchors.len());
+        let mut anchor_constraints = Vec::with_capacity(anchors.len());
         let mut root_hints = Vec::with_capacity(anchors.len());
         for (i, der) in anchors.iter().enumerate() {
             let anchor = webpki::anchor_from_trusted_cert(der)
                 .map_err(|e| format!("trust anchor #{} cannot be used: {e}", i + 1))?
                 .to_owned();
+            let mut constraints = PathConstraints::default();
+            constraints
+                .add_certificate_der(der)
+                .map_err(|e| format!("trust anchor #{} cannot be used: {e}", i + 1))?;
+            anchor_constraints.push(constraints);
             // webpki keeps the Name's contents; the TLS hint is the whole DER SEQUENCE.
             root_hints.push(DistinguishedName::in_sequence(anchor.subject.as_ref()));
             trust.push(anchor);
@@ -87,6 +144,7 @@ impl ChainValidator {
         }
         Ok(Self {
             anchors: trust,
+            anchor_constraints,
             crls: revocation,
             algorithms,
             root_hints,
@@ -105,24 +163,24 @@ impl ChainValidator {
     }
 
     /// Validates `end_entity` + `intermediates` up to an anchor, at `now`, for `usage`:
-    /// from the cache if this exact chain was validated for this usage before and has not
-    /// expired since, else in full.
+    /// from the cache if this leaf was validated for this usage through a path whose
+    /// certificates are all among `intermediates` and has not expired since, else in full.
+    ///
+    /// Remembers nothing: a handshake calls it before the peer has proven it holds the
+    /// leaf's key. Call [`ChainValidator::remember`] once that is proven (or
+    /// [`ChainValidator::hold`] and then [`ChainValidator::confirm`]).
     pub fn validate(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
         usage: Usage,
-    ) -> Result<(), rustls::Error> {
-        let key = ChainCache::key(usage, end_entity, intermediates);
-        if self.cache.holds(&key, now) {
-            return Ok(());
+    ) -> Result<ValidatedPath, rustls::Error> {
+        let key = CacheKey::new(usage, end_entity);
+        if let Some(hit) = self.cache.lookup(&key, intermediates, now.as_secs()) {
+            return Ok(hit);
         }
-        self.validate_uncached(end_entity, intermediates, now, usage)?;
-        if let Some(expires) = earliest_not_after(end_entity, intermediates) {
-            self.cache.remember(key, now, expires);
-        }
-        Ok(())
+        self.validate_full(key, end_entity, intermediates, now, usage)
     }
 
     /// Full validation, never from the cache.
@@ -132,7 +190,19 @@ impl ChainValidator {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
         usage: Usage,
-    ) -> Result<(), rustls::Error> {
+    ) -> Result<ValidatedPath, rustls::Error> {
+        let key = CacheKey::new(usage, end_entity);
+        self.validate_full(key, end_entity, intermediates, now, usage)
+    }
+
+    fn validate_full(
+        &self,
+        key: CacheKey,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        usage: Usage,
+    ) -> Result<ValidatedPath, rustls::Error> {
         let cert = EndEntityCert::try_from(end_entity).map_err(pki_error)?;
         let crl_refs: Vec<&CertRevocationList<'_>> = self.crls.iter().collect();
         let revocation = if crl_refs.is_empty() {
@@ -150,124 +220,270 @@ impl ChainValidator {
             Usage::ServerAuth => KeyUsage::server_auth(),
             Usage::ClientAuth => KeyUsage::client_auth(),
         };
-        cert.verify_for_usage(
-            self.algorithms.all,
-            &self.anchors,
-            intermediates,
-            now,
-            eku,
-            revocation,
-            None,
-        )
-        .map(|_| ())
-        .map_err(pki_error)
+        let verified = cert
+            .verify_for_usage(
+                self.algorithms.all,
+                &self.anchors,
+                intermediates,
+                now,
+                eku,
+                revocation,
+                None,
+            )
+            .map_err(pki_error)?;
+        let path: Vec<CertificateDer<'static>> = verified
+            .intermediate_certificates()
+            .map(|c| c.der().into_owned())
+            .collect();
+        let mut constraints = self
+            .anchors
+            .iter()
+            .position(|a| std::ptr::eq(a, verified.anchor()))
+            .map(|i| self.anchor_constraints[i].clone())
+            .unwrap_or_default();
+        // The leaf first, then the path: each certificate's notAfter, each CA's constraints.
+        let mut expires = Some(u64::MAX);
+        for (i, der) in std::iter::once(end_entity).chain(&path).enumerate() {
+            let parsed = x509_parser::parse_x509_certificate(der).ok();
+            let not_after = parsed
+                .as_ref()
+                .and_then(|(_, c)| u64::try_from(c.validity().not_after.timestamp()).ok());
+            expires = expires.zip(not_after).map(|(e, t)| e.min(t));
+            if i > 0 {
+                let read = match &parsed {
+                    Some((_, ca)) => constraints.add_certificate(ca),
+                    None => Err("a CA certificate of the path cannot be parsed".to_string()),
+                };
+                // Constraints that cannot be read cannot be honoured: refuse the path.
+                read.map_err(|e| {
+                    rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
+                        Arc::new(std::io::Error::other(e)),
+                    )))
+                })?;
+            }
+        }
+        Ok(ValidatedPath {
+            key,
+            path: path.into(),
+            constraints: (!constraints.is_empty()).then(|| Arc::new(constraints)),
+            validated_at: now.as_secs(),
+            expires,
+            cached: false,
+        })
+    }
+
+    /// Caches a validation whose peer has proven it holds the leaf's key (the handshake
+    /// completed). A validation that came from the cache, or whose expiry is unknown, is
+    /// not inserted again.
+    pub fn remember(&self, validated: &ValidatedPath) {
+        self.cache.remember(validated);
+    }
+
+    /// Keeps a validation made during a handshake until [`ChainValidator::confirm`] is
+    /// called for the same leaf when the handshake has completed. A fixed number are kept;
+    /// the oldest goes first. Nothing the peer presented beyond the path is kept.
+    pub(crate) fn hold(&self, validated: ValidatedPath) {
+        self.cache.hold(validated);
+    }
+
+    /// The validation of a chain whose handshake has completed (the peer proved it holds
+    /// the leaf's key): from the cache, from what [`ChainValidator::hold`] kept, or in full;
+    /// then remembered.
+    pub(crate) fn confirm(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        usage: Usage,
+    ) -> Result<ValidatedPath, rustls::Error> {
+        let key = CacheKey::new(usage, end_entity);
+        let at = now.as_secs();
+        if let Some(hit) = self.cache.lookup(&key, intermediates, at) {
+            return Ok(hit);
+        }
+        let validated = match self.cache.take_held(&key, intermediates, at) {
+            Some(held) => held,
+            None => self.validate_full(key, end_entity, intermediates, now, usage)?,
+        };
+        self.cache.remember(&validated);
+        Ok(validated)
+    }
+
+    /// The cache's size and use.
+    pub fn cache_stats(&self) -> ChainCacheStats {
+        self.cache.stats()
+    }
+
+    /// How many validations the cache answered.
+    pub fn cache_hits(&self) -> u64 {
+        self.cache.hits.load(Ordering::Relaxed)
     }
 }
 
-/// The earliest notAfter (Unix seconds) of the leaf and every intermediate presented
-/// (also those the path did not use: an earlier expiry only shortens the cache entry).
-/// `None` if one cannot be parsed: then the result is not cached.
-fn earliest_not_after(
-    end_entity: &CertificateDer<'_>,
-    intermediates: &[CertificateDer<'_>],
-) -> Option<u64> {
-    std::iter::once(end_entity)
-        .chain(intermediates)
-        .map(|der| {
-            let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-            u64::try_from(cert.validity().not_after.timestamp()).ok()
-        })
-        .try_fold(u64::MAX, |earliest, t| Some(earliest.min(t?)))
+/// A cache entry's key: the usage and the SHA-256 of the leaf's DER.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct CacheKey {
+    usage: Usage,
+    leaf: [u8; 32],
 }
 
-/// Successful chain validations, keyed by the exact DER of the chain and the usage.
+impl CacheKey {
+    fn new(usage: Usage, leaf: &CertificateDer<'_>) -> Self {
+        Self {
+            usage,
+            leaf: Sha256::digest(leaf.as_ref()).into(),
+        }
+    }
+}
+
+/// How big the chain cache is, and how often it answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChainCacheStats {
+    /// Validations remembered.
+    pub entries: usize,
+    /// The bytes they hold: keys, bookkeeping and the DER of each path's certificates.
+    pub bytes: usize,
+    /// Validations answered from the cache since the validator was made.
+    pub hits: u64,
+}
+
+/// Successful chain validations, keyed by the leaf and the usage, each with the path
+/// (intermediates) it used.
 ///
-/// An entry answers "valid" only while `validated_at <= now < expires`: time is the only
-/// input of a validation that changes for a given validator (anchors and CRLs are fixed,
-/// an expired CRL does not refuse, and the chain is the key), a chain valid at
-/// `validated_at` was not-yet-valid at no earlier time for any certificate, and it stays
-/// valid until its earliest notAfter. A clock that went backwards misses. Failures are
-/// never cached. The handshake signature is checked by rustls on every handshake, cached
-/// chain or not.
+/// An entry answers "valid" for a presentation of the same leaf that includes every
+/// certificate of the entry's path, while `validated_at <= now < expires`: time is the
+/// only input of a validation that changes for a given validator (anchors and CRLs are
+/// fixed, an expired CRL does not refuse, and the leaf and its path are the key), a chain
+/// valid at `validated_at` was not-yet-valid at no earlier time for any certificate, and
+/// it stays valid until its earliest notAfter. Extra certificates a peer presents beyond
+/// the path change nothing and are never stored. A clock that went backwards misses.
+///
+/// Only validations whose peer proved possession of the leaf's key are inserted: a
+/// handshake validates when the Certificate message arrives, before CertificateVerify, so
+/// it [`hold`](ChainCache::hold)s its validation (a bounded queue of paths, never what was
+/// presented beyond them) and the session confirms it once the handshake completed.
+/// Failures are never cached. The handshake signature is checked by rustls on every
+/// handshake, cached chain or not.
 #[derive(Default)]
 struct ChainCache {
-    entries: Mutex<HashMap<Vec<u8>, CacheEntry>>,
-    hits: std::sync::atomic::AtomicU64,
+    entries: Mutex<HashMap<CacheKey, CacheEntry>>,
+    held: Mutex<VecDeque<ValidatedPath>>,
+    hits: AtomicU64,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct CacheEntry {
+    path: Arc<[CertificateDer<'static>]>,
+    constraints: Option<Arc<PathConstraints>>,
     validated_at: u64,
     expires: u64,
 }
 
+impl CacheEntry {
+    /// What the entry costs: its key, itself and its path's certificates.
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<CacheKey>()
+            + std::mem::size_of::<CacheEntry>()
+            + self.path.iter().map(|c| c.len()).sum::<usize>()
+    }
+}
+
 /// Chains remembered per validator; beyond it, expired entries go first, then any.
 const CACHE_CAPACITY: usize = 4096;
+/// Validations held between a handshake's Certificate message and its completion.
+const HELD_CAPACITY: usize = 256;
+
+/// Whether every certificate of `path` is among `presented`.
+fn presents_path(path: &[CertificateDer<'_>], presented: &[CertificateDer<'_>]) -> bool {
+    path.iter().all(|cert| presented.contains(cert))
+}
 
 impl ChainCache {
-    fn key(
-        usage: Usage,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-    ) -> Vec<u8> {
-        let total: usize = 1 + std::iter::once(end_entity)
-            .chain(intermediates)
-            .map(|c| 4 + c.len())
-            .sum::<usize>();
-        let mut key = Vec::with_capacity(total);
-        key.push(match usage {
-            Usage::ServerAuth => 1,
-            Usage::ClientAuth => 2,
-        });
-        for cert in std::iter::once(end_entity).chain(intermediates) {
-            key.extend_from_slice(&(cert.len() as u32).to_be_bytes());
-            key.extend_from_slice(cert);
-        }
-        key
-    }
-
-    fn holds(&self, key: &[u8], now: UnixTime) -> bool {
-        let now = now.as_secs();
+    fn lookup(
+        &self,
+        key: &CacheKey,
+        presented: &[CertificateDer<'_>],
+        now: u64,
+    ) -> Option<ValidatedPath> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let hit = entries
-            .get(key)
-            .is_some_and(|e| e.validated_at <= now && now < e.expires);
-        if hit {
-            self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        hit
+        let entry = entries.get(key).filter(|e| {
+            e.validated_at <= now && now < e.expires && presents_path(&e.path, presented)
+        })?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(ValidatedPath {
+            key: *key,
+            path: entry.path.clone(),
+            constraints: entry.constraints.clone(),
+            validated_at: entry.validated_at,
+            expires: Some(entry.expires),
+            cached: true,
+        })
     }
 
-    fn remember(&self, key: Vec<u8>, now: UnixTime, expires: u64) {
-        let now = now.as_secs();
+    fn remember(&self, validated: &ValidatedPath) {
+        let Some(expires) = validated.expires.filter(|_| !validated.cached) else {
+            return;
+        };
+        let now = validated.validated_at;
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= CACHE_CAPACITY {
+        if entries.len() >= CACHE_CAPACITY && !entries.contains_key(&validated.key) {
             entries.retain(|_, e| now < e.expires);
             if entries.len() >= CACHE_CAPACITY {
-                if let Some(any) = entries.keys().next().cloned() {
+                if let Some(any) = entries.keys().next().copied() {
                     entries.remove(&any);
                 }
             }
         }
         entries.insert(
-            key,
+            validated.key,
             CacheEntry {
+                path: validated.path.clone(),
+                constraints: validated.constraints.clone(),
                 validated_at: now,
                 expires,
             },
         );
     }
 
+    fn hold(&self, validated: ValidatedPath) {
+        if validated.cached || validated.expires.is_none() {
+            return;
+        }
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if held.len() >= HELD_CAPACITY {
+            held.pop_front();
+        }
+        held.push_back(validated);
+    }
+
+    fn take_held(
+        &self,
+        key: &CacheKey,
+        presented: &[CertificateDer<'_>],
+        now: u64,
+    ) -> Option<ValidatedPath> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let index = held.iter().rposition(|v| {
+            v.key == *key
+                && v.validated_at <= now
+                && v.expires.is_some_and(|e| now < e)
+                && presents_path(&v.path, presented)
+        })?;
+        held.remove(index)
+    }
+
+    fn stats(&self) -> ChainCacheStats {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        ChainCacheStats {
+            entries: entries.len(),
+            bytes: entries.values().map(CacheEntry::bytes).sum(),
+            hits: self.hits.load(Ordering::Relaxed),
+        }
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.entries.lock().unwrap().len()
-    }
-}
-
-impl ChainValidator {
-    /// How many validations the cache answered.
-    pub fn cache_hits(&self) -> u64 {
-        self.cache.hits.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -423,9 +639,17 @@ pub(crate) struct ServerIdentityVerifier {
     pub validator: Arc<ChainValidator>,
     pub target: Option<PeerTargetName>,
     pub optional_name: bool,
-    /// Leaf certificates (exact DER) already found to prove `target`: a repeated handshake
-    /// to the same server, or a resumed session's check, need not parse them again.
-    proven: Mutex<std::collections::VecDeque<Vec<u8>>>,
+    /// Leaf certificates (exact DER) already found to prove `target`, each with the name
+    /// constraints of the path it was validated through: a repeated handshake to the same
+    /// server, or a resumed session's check, need not parse them again.
+    proven: Mutex<VecDeque<ProvenLeaf>>,
+}
+
+/// A leaf that proved the target, and the constraints it proved it under.
+#[derive(Debug)]
+struct ProvenLeaf {
+    der: Vec<u8>,
+    constraints: Option<Arc<PathConstraints>>,
 }
 
 /// Leaves remembered per target name (a server's certificate, a few renewals of it).
@@ -445,23 +669,28 @@ impl ServerIdentityVerifier {
         }
     }
 
-    /// Whether `leaf` was already found to prove the target name (always, without one).
-    pub(crate) fn proves_target(&self, leaf: &[u8]) -> bool {
+    /// Whether `leaf`, validated through `path`, was already found to prove the target
+    /// name (always, without one). A leaf proven under other name constraints (another
+    /// path to an anchor) is checked again.
+    pub(crate) fn proves_target(&self, leaf: &[u8], path: &ValidatedPath) -> bool {
         self.target.is_none()
             || self
                 .proven
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
-                .any(|l| l == leaf)
+                .any(|l| l.der == leaf && l.constraints.as_deref() == path.constraints.as_deref())
     }
 
-    fn remember(&self, leaf: &[u8]) {
+    fn remember(&self, leaf: &[u8], path: &ValidatedPath) {
         let mut proven = self.proven.lock().unwrap_or_else(|p| p.into_inner());
         if proven.len() >= PROVEN_LEAVES {
             proven.pop_front();
         }
-        proven.push_back(leaf.to_vec());
+        proven.push_back(ProvenLeaf {
+            der: leaf.to_vec(),
+            constraints: path.shared_constraints(),
+        });
     }
 }
 
@@ -474,17 +703,17 @@ impl ServerCertVerifier for ServerIdentityVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.validator
+        let path = self
+            .validator
             .validate(end_entity, intermediates, now, Usage::ServerAuth)?;
         if let Some(target) = self
             .target
             .as_ref()
-            .filter(|_| !self.proves_target(end_entity))
+            .filter(|_| !self.proves_target(end_entity, &path))
         {
-            let names = CertificateNames::from_der(end_entity)
-                .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+            let names = names_within(end_entity, &path)?;
             if target.is_proven_by(&names) {
-                self.remember(end_entity);
+                self.remember(end_entity, &path);
             } else if !self.optional_name {
                 let mismatch = NegotiationError::PeerNameMismatch {
                     expected: target.as_str().to_string(),
@@ -493,6 +722,8 @@ impl ServerCertVerifier for ServerIdentityVerifier {
                 return Err(CertificateError::Other(rustls::OtherError(Arc::new(mismatch))).into());
             }
         }
+        // Cached only once the server proved it holds the key (the session confirms it).
+        self.validator.hold(path);
         Ok(ServerCertVerified::assertion())
     }
 
@@ -548,11 +779,11 @@ impl ClientCertVerifier for ClientIdentityVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.validator
+        let path = self
+            .validator
             .validate(end_entity, intermediates, now, Usage::ClientAuth)?;
         if !self.allowed.is_empty() {
-            let names = CertificateNames::from_der(end_entity)
-                .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+            let names = names_within(end_entity, &path)?;
             if !self.allowed.iter().any(|name| name.is_proven_by(&names)) {
                 let refusal = NegotiationError::PeerNotAllowed {
                     presented: names.presented(),
@@ -565,6 +796,8 @@ impl ClientCertVerifier for ClientIdentityVerifier {
                 return Err(CertificateError::Other(rustls::OtherError(Arc::new(refusal))).into());
             }
         }
+        // Cached only once the client proved it holds the key (the session confirms it).
+        self.validator.hold(path);
         Ok(ClientCertVerified::assertion())
     }
 
@@ -771,6 +1004,9 @@ mod tests {
                 for (name, leaf, intermediates) in &chains {
                     let full = fresh().validate_uncached(leaf, intermediates, at(offset), usage);
                     let answer = cached.validate(leaf, intermediates, at(offset), usage);
+                    if let Ok(validated) = &answer {
+                        cached.remember(validated);
+                    }
                     assert_eq!(
                         answer.is_ok(),
                         full.is_ok(),
@@ -830,11 +1066,19 @@ mod tests {
         let verifier = ServerIdentityVerifier::new(validator.clone(), Some(target), false);
         let name = ServerName::try_from("host.example.test").unwrap();
         let now = at(0);
-        assert!(!verifier.proves_target(&right));
+        let path = |leaf: &CertificateDer<'_>| {
+            validator
+                .validate(leaf, &[], now, Usage::ServerAuth)
+                .unwrap()
+        };
+        assert!(!verifier.proves_target(&right, &path(&right)));
         verifier
             .verify_server_cert(&right, &[], &name, &[], now)
             .unwrap();
-        assert!(verifier.proves_target(&right), "remembered after proving");
+        assert!(
+            verifier.proves_target(&right, &path(&right)),
+            "remembered after proving"
+        );
         // A certificate for another name from the same CA is still refused, every time.
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(vec!["other.example.test".to_string()]).unwrap();
@@ -855,28 +1099,232 @@ mod tests {
                 ),
                 "{err}"
             );
-            assert!(!verifier.proves_target(&wrong));
+            assert!(!verifier.proves_target(&wrong, &path(&wrong)));
         }
         // Without a target there is nothing to prove.
-        assert!(ServerIdentityVerifier::new(validator, None, false).proves_target(&wrong));
+        assert!(ServerIdentityVerifier::new(validator.clone(), None, false)
+            .proves_target(&wrong, &path(&wrong)));
+    }
+
+    /// A validation with no path, as if of leaf `n`, made at `validated_at`.
+    fn validation(n: u64, validated_at: i64, expires: i64) -> ValidatedPath {
+        let mut leaf = [0u8; 32];
+        leaf[..8].copy_from_slice(&n.to_be_bytes());
+        ValidatedPath {
+            key: CacheKey {
+                usage: Usage::ServerAuth,
+                leaf,
+            },
+            path: Arc::from(Vec::new()),
+            constraints: None,
+            validated_at: (T0 + validated_at) as u64,
+            expires: Some((T0 + expires) as u64),
+            cached: false,
+        }
     }
 
     #[test]
     fn a_full_cache_makes_room() {
         let cache = ChainCache::default();
         for i in 0..(CACHE_CAPACITY as u64 + 10) {
-            cache.remember(i.to_be_bytes().to_vec(), at(0), (T0 + 100) as u64);
+            cache.remember(&validation(i, 0, 100));
         }
         assert_eq!(cache.len(), CACHE_CAPACITY);
         // Expired entries are dropped first.
-        cache.remember(b"new".to_vec(), at(200), (T0 + 300) as u64);
+        let new = validation(u64::MAX, 200, 300);
+        cache.remember(&new);
         assert_eq!(cache.len(), 1);
-        assert!(cache.holds(b"new", at(201)));
+        let at = |t: i64| (T0 + t) as u64;
+        assert!(cache.lookup(&new.key, &[], at(201)).is_some());
         assert!(
-            !cache.holds(b"new", at(300)),
+            cache.lookup(&new.key, &[], at(300)).is_none(),
             "expires at its earliest notAfter"
         );
-        assert!(!cache.holds(b"new", at(199)), "a clock gone back misses");
+        assert!(
+            cache.lookup(&new.key, &[], at(199)).is_none(),
+            "a clock gone back misses"
+        );
+        // Held validations are bounded too, and never counted as cached.
+        for i in 0..(HELD_CAPACITY as u64 + 10) {
+            cache.hold(validation(i, 0, 100));
+        }
+        assert_eq!(cache.held.lock().unwrap().len(), HELD_CAPACITY);
+        assert_eq!(cache.len(), 1);
+    }
+
+    /// Attack (issue 12, item 5): the cache was keyed on the whole presented chain and
+    /// filled before the peer proved it holds the key, so anyone with a copy of a valid
+    /// chain could grow it by presenting junk intermediates. Now it is keyed on the leaf
+    /// and the path used, and filled only on confirmation.
+    #[test]
+    fn the_cache_keeps_the_path_used_and_only_confirmed_validations() {
+        use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+        let day = 86_400;
+        let root = ca("root", -day, day);
+        let inter = intermediate(&root, -day, day);
+        let good = leaf(&inter, 1, vec![ServerAuth, ClientAuth], -day, day);
+        let algorithms =
+            rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
+        let validator =
+            ChainValidator::new(std::slice::from_ref(&root.2), &[], algorithms).unwrap();
+        let junk = |n: u64| leaf(&root, 100 + n, vec![ServerAuth], -day, day);
+        let presented = |n: u64| vec![junk(n), inter.2.clone()];
+        let stats = || validator.cache_stats();
+        // Validated, held, never confirmed (the handshake failed): nothing is cached.
+        for n in 0..5 {
+            let path = validator
+                .validate(&good, &presented(n), at(0), Usage::ClientAuth)
+                .unwrap();
+            assert!(!path.from_cache());
+            assert_eq!(
+                path.path.as_ref(),
+                std::slice::from_ref(&inter.2),
+                "the path used"
+            );
+            validator.hold(path);
+        }
+        assert_eq!(stats().entries, 0);
+        assert_eq!(stats().bytes, 0);
+        // Confirmed: one entry, holding the leaf's key and the path, not the junk.
+        let confirmed = validator
+            .confirm(&good, &presented(4), at(1), Usage::ClientAuth)
+            .unwrap();
+        assert!(!confirmed.from_cache());
+        assert_eq!(stats().entries, 1);
+        let bytes = stats().bytes;
+        assert!(bytes < inter.2.len() + 512, "{bytes} bytes");
+        // Another presentation with other junk is a hit and changes nothing.
+        let again = validator
+            .validate(&good, &presented(9), at(2), Usage::ClientAuth)
+            .unwrap();
+        assert!(again.from_cache());
+        assert_eq!(stats().bytes, bytes);
+        // Without the path's intermediate it is no hit (and webpki refuses the chain).
+        assert!(validator
+            .validate(&good, &[junk(1)], at(2), Usage::ClientAuth)
+            .is_err());
+        // Another usage is another entry.
+        assert!(!validator
+            .validate(&good, &presented(1), at(2), Usage::ServerAuth)
+            .unwrap()
+            .from_cache());
+    }
+
+    /// A CA certificate's parameters with a name constraint permitting only `dns`.
+    fn constrained(params: &mut CertificateParams, dns: &str) {
+        params.name_constraints = Some(rcgen::NameConstraints {
+            permitted_subtrees: vec![rcgen::GeneralSubtree::DnsName(dns.to_string())],
+            excluded_subtrees: vec![],
+        });
+    }
+
+    /// Attack (issue 12, item 1), through the verifier: the same leaf with a Kerberos SAN
+    /// `host/db.example.test@ANY`, under an intermediate constrained to
+    /// `.dept.example.test`, is refused for `db.example.test`; under an unconstrained
+    /// intermediate of the same name and key it is accepted; the verifier's memory of a
+    /// proven leaf does not carry over from one path to the other.
+    #[test]
+    fn a_constrained_path_does_not_prove_names_read_across_forms() {
+        let day = 86_400;
+        let root = ca("root", -day, day);
+        let sub_key = KeyPair::generate().unwrap();
+        let mut open_params = ca_params("sub", -day, day);
+        let mut narrow_params = ca_params("sub", -day, day);
+        constrained(&mut narrow_params, ".dept.example.test");
+        let root_issuer = Issuer::from_params(&root.0, &root.1);
+        let open = open_params
+            .clone()
+            .signed_by(&sub_key, &root_issuer)
+            .unwrap();
+        let narrow = narrow_params
+            .clone()
+            .signed_by(&sub_key, &root_issuer)
+            .unwrap();
+        // The leaf: signed by the sub-CA's key, whichever of the two certificates is used.
+        let leaf_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.not_before = date(-day);
+        params.not_after = date(day);
+        params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+            &[2, 5, 29, 17],
+            krb5_san_sequence("ANY", &["host", "db.example.test"]),
+        )];
+        open_params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let leaf = params
+            .signed_by(&leaf_key, &Issuer::from_params(&open_params, &sub_key))
+            .unwrap()
+            .der()
+            .clone();
+        let algorithms =
+            rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
+        let validator =
+            Arc::new(ChainValidator::new(std::slice::from_ref(&root.2), &[], algorithms).unwrap());
+        let name = ServerName::try_from("db.example.test").unwrap();
+        for target in ["db.example.test", "host/db.example.test"] {
+            let verifier = ServerIdentityVerifier::new(
+                validator.clone(),
+                Some(PeerTargetName::parse(target).unwrap()),
+                false,
+            );
+            for _ in 0..2 {
+                verifier
+                    .verify_server_cert(&leaf, &[open.der().clone()], &name, &[], at(0))
+                    .unwrap_or_else(|e| panic!("{target} via the open sub-CA: {e}"));
+                let err = verifier
+                    .verify_server_cert(&leaf, &[narrow.der().clone()], &name, &[], at(0))
+                    .expect_err("via the constrained sub-CA");
+                assert!(
+                    matches!(
+                        negotiation_error_from_tls(&err, Peer::Server),
+                        NegotiationError::PeerNameMismatch { .. }
+                    ),
+                    "{target}: {err}"
+                );
+            }
+        }
+        let narrow_path = validator
+            .validate(&leaf, &[narrow.der().clone()], at(0), Usage::ServerAuth)
+            .unwrap();
+        assert!(!narrow_path.constraints().is_empty());
+        assert!(names_within(&leaf, &narrow_path)
+            .unwrap()
+            .proven()
+            .is_empty());
+    }
+
+    /// A SubjectAltName extension's content with one Kerberos principal-name SAN.
+    fn krb5_san_sequence(realm: &str, components: &[&str]) -> Vec<u8> {
+        fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+            let mut out = vec![tag, content.len() as u8];
+            out.extend_from_slice(content);
+            out
+        }
+        let strings: Vec<u8> = components
+            .iter()
+            .flat_map(|c| tlv(0x1B, c.as_bytes()))
+            .collect();
+        let principal = tlv(
+            0x30,
+            &[tlv(0xA0, &tlv(0x02, &[2])), tlv(0xA1, &tlv(0x30, &strings))].concat(),
+        );
+        let value = tlv(
+            0x30,
+            &[
+                tlv(0xA0, &tlv(0x1B, realm.as_bytes())),
+                tlv(0xA1, &principal),
+            ]
+            .concat(),
+        );
+        let other_name = tlv(
+            0xA0,
+            &[
+                tlv(0x06, &[0x2B, 0x06, 0x01, 0x05, 0x02, 0x02]),
+                tlv(0xA0, &value),
+            ]
+            .concat(),
+        );
+        tlv(0x30, &other_name)
     }
 
     #[test]

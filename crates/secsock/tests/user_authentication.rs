@@ -387,7 +387,19 @@ fn unacceptable_user_certificates_fail_like_a_wrong_password() {
         (
             "naming no user",
             s.domain.user_certificate(&[San::Dns("alice.example.test")]),
-            "names no user",
+            "proves no user",
+        ),
+        (
+            // Attack (issue 12, item 3): a machine's email address is no user proof.
+            "a machine certificate with an email address",
+            s.domain
+                .user_certificate_with(&[San::Email("alice@example.test")], |p| {
+                    p.extended_key_usages = vec![
+                        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+                        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+                    ]
+                }),
+            "proves no user",
         ),
         (
             "not for client authentication",

@@ -169,6 +169,169 @@ impl TrustDomain {
     }
 }
 
+/// An intermediate CA of a [`TrustDomain`], possibly name-constrained.
+pub struct SubCa {
+    params: CertificateParams,
+    key_pem: String,
+    pub pem: String,
+}
+
+impl SubCa {
+    fn key(&self) -> KeyPair {
+        KeyPair::from_pem(&self.key_pem).unwrap()
+    }
+}
+
+impl TrustDomain {
+    /// An intermediate CA named `name`, signed by the domain's CA, whose certificates may
+    /// carry only DNS names under `permitted_dns` (none: unconstrained). With `same_key_as`,
+    /// it reuses that CA's key (a second certificate for one CA: cross-certification).
+    pub fn sub_ca(&self, name: &str, permitted_dns: &[&str], same_key_as: Option<&SubCa>) -> SubCa {
+        let key = match same_key_as {
+            Some(other) => other.key(),
+            None => KeyPair::generate().unwrap(),
+        };
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        if !permitted_dns.is_empty() {
+            params.name_constraints = Some(rcgen::NameConstraints {
+                permitted_subtrees: permitted_dns
+                    .iter()
+                    .map(|d| rcgen::GeneralSubtree::DnsName(d.to_string()))
+                    .collect(),
+                excluded_subtrees: vec![],
+            });
+        }
+        let cert = params
+            .signed_by(&key, &Issuer::from_params(&self.ca_params, &self.ca_key))
+            .unwrap();
+        SubCa {
+            params,
+            key_pem: key.serialize_pem(),
+            pem: cert.pem(),
+        }
+    }
+
+    /// Issues an identity under `issuer` into `<dir>/<label>/`, its chain file holding the
+    /// leaf and the sub-CA; `adjust` may change the leaf (e.g. add raw SANs).
+    pub fn host_under(
+        &self,
+        label: &str,
+        issuer: &SubCa,
+        sans: &[San],
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Host {
+        let dir = self.dir.path().join(label);
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = sans.iter().map(San::to_rcgen).collect();
+        params.distinguished_name.push(DnType::CommonName, label);
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        adjust(&mut params);
+        let cert = params
+            .signed_by(&key, &Issuer::from_params(&issuer.params, &issuer.key()))
+            .unwrap();
+        let cert_path = dir.join("host.crt");
+        let key_path = dir.join("host.key");
+        std::fs::write(&cert_path, format!("{}{}", cert.pem(), issuer.pem)).unwrap();
+        write_private(&key_path, &key.serialize_pem());
+        let ca = dir.join("ca.crt");
+        std::fs::write(&ca, &self.ca_pem).unwrap();
+        let policy = write_policy(&dir, &cert_path, &key_path, &[&ca], "");
+        Host {
+            dir,
+            cert: cert_path,
+            key: key_path,
+            ca,
+            policy,
+        }
+    }
+
+    /// The identity of `host` (the same leaf and key) with `issuer` as its chain's
+    /// intermediate instead, in `<dir>/<label>/`.
+    pub fn same_leaf_under(&self, host: &Host, label: &str, issuer: &SubCa) -> Host {
+        let dir = self.dir.path().join(label);
+        std::fs::create_dir_all(&dir).unwrap();
+        let chain = std::fs::read_to_string(&host.cert).unwrap();
+        let end = "-----END CERTIFICATE-----\n";
+        let leaf = &chain[..chain.find(end).unwrap() + end.len()];
+        let cert_path = dir.join("host.crt");
+        let key_path = dir.join("host.key");
+        std::fs::write(&cert_path, format!("{leaf}{}", issuer.pem)).unwrap();
+        write_private(&key_path, &std::fs::read_to_string(&host.key).unwrap());
+        let ca = dir.join("ca.crt");
+        std::fs::write(&ca, &self.ca_pem).unwrap();
+        let policy = write_policy(&dir, &cert_path, &key_path, &[&ca], "");
+        Host {
+            dir,
+            cert: cert_path,
+            key: key_path,
+            ca,
+            policy,
+        }
+    }
+}
+
+/// Hand-built subject alternative names, for names rcgen cannot write.
+pub mod raw_san {
+    use rcgen::CustomExtension;
+
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        match content.len() {
+            n if n < 0x80 => out.push(n as u8),
+            n if n <= 0xFF => out.extend([0x81, n as u8]),
+            n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    /// A Kerberos principal-name SAN (id-pkinit-san, RFC 4556) `c1/c2@realm`.
+    pub fn kerberos(realm: &str, components: &[&str]) -> Vec<u8> {
+        let strings: Vec<u8> = components
+            .iter()
+            .flat_map(|c| tlv(0x1B, c.as_bytes()))
+            .collect();
+        let principal = tlv(
+            0x30,
+            &[tlv(0xA0, &tlv(0x02, &[2])), tlv(0xA1, &tlv(0x30, &strings))].concat(),
+        );
+        let value = tlv(
+            0x30,
+            &[
+                tlv(0xA0, &tlv(0x1B, realm.as_bytes())),
+                tlv(0xA1, &principal),
+            ]
+            .concat(),
+        );
+        tlv(
+            0xA0,
+            &[
+                tlv(0x06, &[0x2B, 0x06, 0x01, 0x05, 0x02, 0x02]),
+                tlv(0xA0, &value),
+            ]
+            .concat(),
+        )
+    }
+
+    /// A dNSName SAN with these exact bytes (rcgen refuses anything but IA5 text).
+    pub fn dns_bytes(name: &[u8]) -> Vec<u8> {
+        tlv(0x82, name)
+    }
+
+    /// The subjectAltName extension holding `general_names`.
+    pub fn extension(general_names: &[Vec<u8>]) -> CustomExtension {
+        CustomExtension::from_oid_content(&[2, 5, 29, 17], tlv(0x30, &general_names.concat()))
+    }
+}
+
 /// A server on loopback serving each connection with `handler` on its own thread; each
 /// handshake outcome is sent on the returned channel.
 pub struct TestServer {
@@ -1058,6 +1221,8 @@ pub mod enforcement_fixtures {
         /// Never forwards anything: answers the client with these bytes, then only
         /// records what the client sends until it leaves.
         Answer(Vec<u8>),
+        /// Never forwards anything: resets the connection (a forged TCP reset).
+        Reset,
     }
 
     /// A man in the middle between clients and `upstream`: it decides what becomes of each
@@ -1138,6 +1303,10 @@ pub mod enforcement_fixtures {
                 }
                 let _ = server.shutdown(Shutdown::Both);
                 let _ = client.shutdown(Shutdown::Both);
+            }
+            FirstFlight::Reset => {
+                let _ = socket2::SockRef::from(&*client).set_linger(Some(Duration::ZERO));
+                let _ = server.shutdown(Shutdown::Both);
             }
         }
     }
