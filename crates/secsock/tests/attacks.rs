@@ -424,8 +424,8 @@ fn ipv6_prefixes_covering_ipv4_addresses_restrict_ipv4_clients() {
 // ---------------------------------------------------------------------------------------
 // Item 11: a refused peer not learning why.
 
-/// A plain rustls client with no certificate sends its Finished and application data at
-/// once; the server refuses it (`certificate_required`). When the client reads only after
+/// A plain rustls client with no certificate sends its Finished and 48 KiB of application
+/// data at once; the server refuses it (`certificate_required`). When the client reads only after
 /// the server has finished with the connection, it must read that alert, not a reset
 /// (closing with unread input makes the kernel send a reset, which destroys the alert).
 #[test]
@@ -447,7 +447,8 @@ fn a_refused_client_reads_the_alert_not_a_reset() {
     while conn.is_handshaking() {
         conn.complete_io(&mut tcp).unwrap();
     }
-    conn.writer().write_all(b"early application data").unwrap();
+    // More than the server reads in one go, so that some is still unread when it refuses.
+    conn.writer().write_all(&[b'x'; 48 * 1024]).unwrap();
     while conn.wants_write() {
         conn.write_tls(&mut tcp).unwrap();
     }
