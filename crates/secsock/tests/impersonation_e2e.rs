@@ -465,3 +465,46 @@ async fn impersonation_through_the_async_api() {
     assert_eq!(during, (user.uid, user.gid));
     assert_eq!(after, ROOT);
 }
+
+#[test]
+fn impersonation_of_a_system_account_needs_allow_system_account_in_the_policy() {
+    let system = LocalUser::create_with(&["--user-group", "--system"]);
+    let scratch = scratch();
+    let domain = TrustDomain::new("example.test");
+    let client = client_platform(&domain);
+    let settings = SecuritySettings::new().user_credentials(&system.name, "EXAMPLE.TEST", "pencil");
+
+    // `{name}` maps the peer to a system account: refused, naming the policy key.
+    let server = server_host(
+        &domain,
+        &format!("{}{}", users_section("required"), user_rule("EXAMPLE.TEST")),
+    );
+    add_test_user(&users_file(&server), &system.name, "EXAMPLE.TEST", "pencil");
+    let srv = impersonating_server(server.platform(), &scratch);
+    let system_refused = refused(srv.serve(&client, &settings));
+    assert!(
+        matches!(&system_refused.error, ImpersonationError::SystemAccount { account, uid, .. }
+            if *account == system.name && *uid == system.uid),
+        "{:?}",
+        system_refused.error
+    );
+    assert!(system_refused
+        .error
+        .to_string()
+        .contains("allow_system_account = true"));
+
+    // The rule that names it with `allow_system_account = true`: impersonated.
+    let server = domain.host_with(
+        "server-2",
+        &[San::Dns("server.example.test")],
+        &format!(
+            "{}[[accounts]]\nprincipal = \"user:{name}@EXAMPLE.TEST\"\nuser = \"{name}\"\nallow_system_account = true\n",
+            users_section("required"),
+            name = system.name
+        ),
+        |_| {},
+    );
+    add_test_user(&users_file(&server), &system.name, "EXAMPLE.TEST", "pencil");
+    let srv = impersonating_server(server.platform(), &scratch);
+    assert_acted_as(&system, &impersonated(srv.serve(&client, &settings)));
+}
