@@ -89,7 +89,14 @@
 //!   creating thread's credentials into a new thread, but not this module's bookkeeping:
 //!   such a thread runs as the peer until it exits and cannot revert. Do not start threads
 //!   (or thread pools that start them lazily, such as `tokio::task::spawn_blocking`) while
-//!   impersonating. (Windows differs: a new thread gets the process token.)
+//!   impersonating. (Windows differs: a new thread gets the process token.) secsock's own
+//!   code that starts threads checks first and refuses on an impersonating thread
+//!   (`thread_may_spawn`).
+//! - **Async code: never hold the guard across an `.await`.** The task may resume on
+//!   another thread, leaving this one the peer. The guard is `!Send`, so a spawned task
+//!   that tries does not compile; use `secsock::tokio::SecureStream::run_as_peer`
+//!   (feature `tokio`), which does the work on a blocking thread that begins and ends the
+//!   impersonation itself.
 //! - A `setuid`/`seteuid` by any thread of the process (glibc broadcasts it) resets every
 //!   thread's file-system uid to the new effective uid, ending impersonation silently.
 //! - Changing the file-system uid between 0 and non-zero makes the kernel drop and later
@@ -833,6 +840,37 @@ fn check_file_capabilities_dropped(account: &LocalAccount) -> Result<(), Imperso
     })
 }
 
+/// Fails when the calling thread acts as another account, so that it must not start a
+/// thread: a new thread gets a copy of the creating thread's credentials (so it would be
+/// the peer) but not this module's bookkeeping (so it could never revert).
+///
+/// Two views are checked: this module's ([`is_impersonating`]), and the kernel's — a
+/// file-system uid or gid other than the effective one — which also catches a thread that
+/// was itself started by an impersonating thread and so inherited the peer's identity.
+///
+/// Every place in secsock that starts a thread or hands work to a pool that may start
+/// one must call this first, on the thread that would start it, and give up on an error:
+/// the tokio helper [`crate::tokio::SecureStream::run_as_peer`] does; so must the blocking
+/// listener's concurrent handshakes. A pool thread about to act for an async helper calls
+/// it too: a thread that inherited an identity must not impersonate (reverting would
+/// bring it back to the inherited identity, not to the server's).
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) fn thread_may_spawn() -> Result<(), ImpersonationError> {
+    let (fsuid, fsgid) = (sys::thread_fsuid(), sys::thread_fsgid());
+    let (euid, egid) = sys::thread_effective_ids();
+    let tracked = is_impersonating();
+    if tracked || fsuid != euid || fsgid != egid {
+        return Err(ImpersonationError::ThreadImpersonating {
+            fsuid,
+            fsgid,
+            euid,
+            egid,
+            inherited: !tracked,
+        });
+    }
+    Ok(())
+}
+
 /// Sets groups, fsgid, fsuid; on a failure, puts back what was already changed.
 fn switch_to(target: &FsIdentity, before: &FsIdentity) -> io::Result<()> {
     sys::set_thread_groups(&target.groups)?;
@@ -954,6 +992,29 @@ pub enum ImpersonationError {
         euid: u32,
         /// Whether the thread has `SECBIT_NO_SETUID_FIXUP` in its securebits.
         no_setuid_fixup: bool,
+    },
+    /// The calling thread acts as another account, so secsock starts no thread from it
+    /// and does no work for a peer on it.
+    #[error(
+        "this thread is acting as another account (file-system uid {fsuid}, gid {fsgid}; \
+         the process runs as uid {euid}, gid {egid}){}: a thread started from it would be \
+         that account with no way back, so secsock starts none from it and does no work as \
+         a peer on it; start threads, and call `run_as_peer`, only from threads that are \
+         not impersonating",
+        if *inherited { ", an identity it inherited from the thread that started it" } else { "" }
+    )]
+    ThreadImpersonating {
+        /// The thread's file-system uid.
+        fsuid: u32,
+        /// The thread's file-system gid.
+        fsgid: u32,
+        /// The thread's effective uid.
+        euid: u32,
+        /// The thread's effective gid.
+        egid: u32,
+        /// Whether secsock's bookkeeping on this thread knows no impersonation (the thread
+        /// was started by an impersonating thread and inherited its identity).
+        inherited: bool,
     },
     /// The peer proved no principal, so there is nobody to impersonate.
     #[error(
@@ -1561,6 +1622,57 @@ mod tests {
                 assert_eq!(thread_identity(), before);
                 assert!(!is_impersonating());
             }
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn impersonate_thread_may_spawn_sees_secsocks_and_the_kernels_view() {
+        std::thread::spawn(|| {
+            assert!(thread_may_spawn().is_ok(), "a thread that is itself");
+            let account = LocalAccount {
+                name: "someone".into(),
+                uid: 54350,
+                gid: 54351,
+                groups: vec![54351],
+            };
+            let guard = ImpersonationGuard::begin(&account).unwrap();
+            let e = thread_may_spawn().unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    ImpersonationError::ThreadImpersonating {
+                        fsuid: 54350,
+                        fsgid: 54351,
+                        inherited: false,
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+            // A thread started now inherits the ids but not the bookkeeping: only the
+            // kernel's view tells.
+            std::thread::spawn(|| {
+                assert!(!is_impersonating());
+                let e = thread_may_spawn().unwrap_err();
+                assert!(
+                    matches!(
+                        e,
+                        ImpersonationError::ThreadImpersonating {
+                            fsuid: 54350,
+                            inherited: true,
+                            ..
+                        }
+                    ),
+                    "{e:?}"
+                );
+                assert!(e.to_string().contains("inherited"), "{e}");
+            })
+            .join()
+            .unwrap();
+            drop(guard);
+            assert!(thread_may_spawn().is_ok());
         })
         .join()
         .unwrap();
