@@ -43,10 +43,33 @@
 //!   and fails with [`ImpersonationError::NotPermitted`] before changing anything. The
 //!   switch itself then goes groups, fsgid, fsuid, reading each id back; a failure midway
 //!   (for example a uid not mapped in a user namespace) undoes the steps already taken.
-//! - **Root is never impersonated.** A file-system uid of 0 gives the thread back every
-//!   file-system capability, so "impersonating" root is no impersonation at all, and with a
-//!   `{name}` template a peer that proved `user:root@REALM` would otherwise become root.
-//!   An account with uid 0 fails with [`ImpersonationError::PrivilegedAccount`].
+//! - **Root is never impersonated, nor group 0.** A file-system uid of 0 gives the thread
+//!   back every file-system capability, so "impersonating" root is no impersonation at
+//!   all, and with a `{name}` template a peer that proved `user:root@REALM` would otherwise
+//!   become root. An account with uid 0 fails with
+//!   [`ImpersonationError::PrivilegedAccount`]; one whose primary or supplementary groups
+//!   include gid 0 with [`ImpersonationError::PrivilegedGroup`] (group root owns most of
+//!   the system's files). Both hold whatever the policy says.
+//! - **System accounts only by a rule that says so.** An account below the system's
+//!   `UID_MIN` (`/etc/login.defs`, 1000 when unset) belongs to a daemon, and a peer that
+//!   proved `user:daemon@REALM` must not become `daemon` through `{name}`. The mapping
+//!   ([`account_for_peer`]) refuses it with [`ImpersonationError::SystemAccount`] unless
+//!   the rule that named the account has [`AccountRule::allow_system_account`]; another
+//!   rule's permission does not count, so [`map_principal`] returns the rule with the
+//!   name. [`ImpersonationGuard::begin`] does not apply this: it does not know the rule.
+//! - **File-system capabilities are checked after the switch.** A root server's thread
+//!   loses `CAP_DAC_OVERRIDE`, `CAP_DAC_READ_SEARCH`, `CAP_FOWNER` and the other
+//!   file-system capabilities when its fsuid leaves 0, which is what makes the access
+//!   checks apply; a thread with `SECBIT_NO_SETUID_FIXUP`, or a non-root server holding
+//!   them, keeps them and would bypass every check as the "peer". So after switching,
+//!   [`ImpersonationGuard::begin`] reads the effective set back, and if any of them is
+//!   still there it switches back and fails with
+//!   [`ImpersonationError::FileCapabilitiesKept`]. All eight the kernel clears are
+//!   checked, not only the three that bypass permission bits: `CAP_CHOWN` or `CAP_FSETID`
+//!   kept would as surely let the thread act beyond the peer's rights.
+//! - **Account names match exactly.** A name service that matches case-insensitively
+//!   (SSSD, some LDAP schemas) may answer `Alice` for `alice`; principals are
+//!   case-sensitive, so such an answer is [`ImpersonationError::NoSuchAccount`].
 //! - **Accounts come from NSS** (`getpwnam_r`, `getgrouplist`), not from parsing
 //!   `/etc/passwd`: the accounts a server maps Kerberos or certificate principals to
 //!   usually live in LDAP, SSSD or systemd-homed, and reading files would silently miss
@@ -66,7 +89,14 @@
 //!   creating thread's credentials into a new thread, but not this module's bookkeeping:
 //!   such a thread runs as the peer until it exits and cannot revert. Do not start threads
 //!   (or thread pools that start them lazily, such as `tokio::task::spawn_blocking`) while
-//!   impersonating. (Windows differs: a new thread gets the process token.)
+//!   impersonating. (Windows differs: a new thread gets the process token.) secsock's own
+//!   code that starts threads checks first and refuses on an impersonating thread
+//!   (`thread_may_spawn`).
+//! - **Async code: never hold the guard across an `.await`.** The task may resume on
+//!   another thread, leaving this one the peer. The guard is `!Send`, so a spawned task
+//!   that tries does not compile; use `secsock::tokio::SecureStream::run_as_peer`
+//!   (feature `tokio`), which does the work on a blocking thread that begins and ends the
+//!   impersonation itself.
 //! - A `setuid`/`seteuid` by any thread of the process (glibc broadcasts it) resets every
 //!   thread's file-system uid to the new effective uid, ending impersonation silently.
 //! - Changing the file-system uid between 0 and non-zero makes the kernel drop and later
@@ -80,10 +110,11 @@
 //! and checks them with [`validate_rule`]).
 
 use std::cell::RefCell;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
+use std::path::Path;
 
 use crate::sys;
 
@@ -108,6 +139,16 @@ impl LocalAccount {
     ///
     /// Fails with [`ImpersonationError::NoSuchAccount`] when there is no such account.
     pub fn lookup(name: &str) -> Result<LocalAccount, ImpersonationError> {
+        LocalAccount::lookup_through(name, sys::lookup_user, sys::group_list)
+    }
+
+    /// [`LocalAccount::lookup`] with the two name-service calls passed in, so that tests
+    /// can stand in for a name service that matches names case-insensitively.
+    fn lookup_through(
+        name: &str,
+        lookup_user: impl FnOnce(&CStr) -> io::Result<Option<sys::PasswdEntry>>,
+        group_list: impl FnOnce(&CStr, u32) -> io::Result<Vec<u32>>,
+    ) -> Result<LocalAccount, ImpersonationError> {
         let no_such_account = || ImpersonationError::NoSuchAccount {
             account: name.to_owned(),
         };
@@ -115,8 +156,19 @@ impl LocalAccount {
             return Err(no_such_account());
         }
         let c_name = CString::new(name).map_err(|_| no_such_account())?;
-        let entry = sys::lookup_user(&c_name)?.ok_or_else(no_such_account)?;
-        let listed = sys::group_list(&entry.name, entry.gid)?;
+        let entry = lookup_user(&c_name)?.ok_or_else(no_such_account)?;
+        if !is_exact_name(name, &entry.name) {
+            // A case-insensitive name service answered for another spelling: `Alice` is
+            // not `alice` (Kerberos and certificate names are case-sensitive, and the
+            // account's files belong to the spelling the service stores).
+            tracing::warn!(
+                requested = name,
+                returned = %entry.name.to_string_lossy(),
+                "the name service answered for another spelling of the account name; not using it"
+            );
+            return Err(no_such_account());
+        }
+        let listed = group_list(&entry.name, entry.gid)?;
         // Primary group first, then the others once each, in the order NSS gave them.
         let mut groups = vec![entry.gid];
         for gid in listed {
@@ -125,12 +177,17 @@ impl LocalAccount {
             }
         }
         Ok(LocalAccount {
-            name: entry.name.into_string().unwrap_or_else(|_| name.to_owned()),
+            name: name.to_owned(),
             uid: entry.uid,
             gid: entry.gid,
             groups,
         })
     }
+}
+
+/// Whether the name service's spelling of an account is byte for byte the one asked for.
+fn is_exact_name(requested: &str, returned: &CStr) -> bool {
+    returned.to_bytes() == requested.as_bytes()
 }
 
 /// One `[[accounts]]` rule of the policy: a principal pattern and the local account it
@@ -140,6 +197,11 @@ impl LocalAccount {
 /// [[accounts]]
 /// principal = "user:*@EXAMPLE.TEST"   # `*` matches one name component
 /// user = "{name}"                      # what the first `*` matched
+///
+/// [[accounts]]
+/// principal = "host/backup.example.test"
+/// user = "backup"                      # a system account (uid below UID_MIN) ...
+/// allow_system_account = true          # ... which this rule, and only it, may name
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountRule {
@@ -151,16 +213,49 @@ pub struct AccountRule {
     /// The local account: a name, or a template in which `{name}` stands for what the
     /// first `*` of the pattern matched.
     pub user: String,
+    /// Whether this rule may map to a system account: one whose uid is below the
+    /// system's `UID_MIN` (`/etc/login.defs`, 1000 when unset). Off by default, so that a
+    /// `{name}` template cannot turn a peer that proved `user:daemon@REALM` into the
+    /// `daemon` account. Root (uid 0) and accounts in group 0 stay refused even so.
+    pub allow_system_account: bool,
 }
 
 impl AccountRule {
-    /// A rule mapping principals matching `principal` to the account `user`.
+    /// A rule mapping principals matching `principal` to the account `user`; system
+    /// accounts are refused (see [`AccountRule::allowing_system_account`]).
     pub fn new(principal: impl Into<String>, user: impl Into<String>) -> AccountRule {
         AccountRule {
             principal: principal.into(),
             user: user.into(),
+            allow_system_account: false,
         }
     }
+
+    /// The same rule, allowed to map to a system account (uid below `UID_MIN`), as the
+    /// policy's `allow_system_account = true` does.
+    ///
+    /// ```
+    /// use secsock::impersonate::AccountRule;
+    ///
+    /// let rule = AccountRule::new("host/backup.example.test", "backup").allowing_system_account();
+    /// assert!(rule.allow_system_account);
+    /// ```
+    pub fn allowing_system_account(self) -> AccountRule {
+        AccountRule {
+            allow_system_account: true,
+            ..self
+        }
+    }
+}
+
+/// Where a principal maps to: the local account's name and the rule that named it
+/// (which decides, among other things, whether a system account is acceptable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountMapping<'r> {
+    /// The local account's name, `{name}` filled in.
+    pub account: String,
+    /// The first rule that matched.
+    pub rule: &'r AccountRule,
 }
 
 /// The most `*` a pattern may have: keeps matching cheap and patterns readable.
@@ -239,8 +334,10 @@ pub fn validate_rule(rule: &AccountRule) -> Result<(), String> {
 }
 
 /// Maps a principal (its canonical text, e.g. `user:alice@EXAMPLE.TEST` or
-/// `host/db.example.test`) through `rules` to a local account name; the first rule that
-/// matches wins. Rules that [`validate_rule`] refuses never match.
+/// `host/db.example.test`) through `rules` to a local account name, with the rule that
+/// named it; the first rule that matches wins. Rules that [`validate_rule`] refuses never
+/// match. Only names: whether the account exists and may be impersonated is
+/// [`account_for_peer`]'s to say.
 ///
 /// ```
 /// use secsock::impersonate::{map_principal, AccountRule};
@@ -248,14 +345,18 @@ pub fn validate_rule(rule: &AccountRule) -> Result<(), String> {
 /// let rules = [
 ///     AccountRule::new("user:admin@EXAMPLE.TEST", "ops"),
 ///     AccountRule::new("user:*@EXAMPLE.TEST", "{name}"),
-///     AccountRule::new("host/*.example.test", "svc-{name}"),
+///     AccountRule::new("host/backup.example.test", "backup").allowing_system_account(),
 /// ];
-/// assert_eq!(map_principal(&rules, "user:admin@EXAMPLE.TEST").as_deref(), Some("ops"));
-/// assert_eq!(map_principal(&rules, "user:alice@example.test").as_deref(), Some("alice"));
-/// assert_eq!(map_principal(&rules, "host/db.example.test").as_deref(), Some("svc-db"));
-/// assert_eq!(map_principal(&rules, "user:alice@OTHER.TEST"), None);
+/// let account = |principal| map_principal(&rules, principal).map(|m| m.account);
+/// assert_eq!(account("user:admin@EXAMPLE.TEST").as_deref(), Some("ops"));
+/// assert_eq!(account("user:alice@example.test").as_deref(), Some("alice"));
+/// assert_eq!(account("user:alice@OTHER.TEST"), None);
+///
+/// let backup = map_principal(&rules, "host/backup.example.test").unwrap();
+/// assert_eq!(backup.account, "backup");
+/// assert!(backup.rule.allow_system_account);
 /// ```
-pub fn map_principal(rules: &[AccountRule], principal: &str) -> Option<String> {
+pub fn map_principal<'r>(rules: &'r [AccountRule], principal: &str) -> Option<AccountMapping<'r>> {
     rules.iter().find_map(|rule| map_with_rule(rule, principal))
 }
 
@@ -268,6 +369,12 @@ pub fn map_principal(rules: &[AccountRule], principal: &str) -> Option<String> {
 /// [`ImpersonationError::NoMapping`]; a rule naming an account this machine does not have
 /// is [`ImpersonationError::NoSuchAccount`] (later rules are not tried: the first match
 /// decides, as in [`map_principal`]).
+///
+/// The account must also be one a peer may become: never root
+/// ([`ImpersonationError::PrivilegedAccount`]) or a member of group 0
+/// ([`ImpersonationError::PrivilegedGroup`]), and a system account (uid below the
+/// system's `UID_MIN`, read from `/etc/login.defs`) only when the rule that named it has
+/// [`AccountRule::allow_system_account`] ([`ImpersonationError::SystemAccount`]).
 pub fn account_for_peer<S: AsRef<str>>(
     rules: &[AccountRule],
     principals: &[S],
@@ -281,7 +388,11 @@ pub fn account_for_peer<S: AsRef<str>>(
             .find_map(|principal| map_with_rule(rule, principal.as_ref()))
     });
     match mapped {
-        Some(account) => LocalAccount::lookup(&account),
+        Some(mapping) => {
+            let account = LocalAccount::lookup(&mapping.account)?;
+            check_mapped_account(&account, mapping.rule, uid_min_at(Path::new(LOGIN_DEFS)))?;
+            Ok(account)
+        }
         None => Err(ImpersonationError::NoMapping {
             principal: principals
                 .iter()
@@ -293,16 +404,103 @@ pub fn account_for_peer<S: AsRef<str>>(
 }
 
 /// The account one rule maps `principal` to, if the rule is valid and matches.
-fn map_with_rule(rule: &AccountRule, principal: &str) -> Option<String> {
+fn map_with_rule<'r>(rule: &'r AccountRule, principal: &str) -> Option<AccountMapping<'r>> {
     if validate_rule(rule).is_err() {
         return None;
     }
-    let captured = match_pattern(&rule.principal, principal)?;
-    match captured {
-        Some(name) => Some(rule.user.replace(NAME_PLACEHOLDER, &name)),
+    let account = match match_pattern(&rule.principal, principal)? {
+        Some(name) => rule.user.replace(NAME_PLACEHOLDER, &name),
         // validate_rule guarantees no `{name}` without a `*`.
-        None => Some(rule.user.clone()),
+        None => rule.user.clone(),
+    };
+    Some(AccountMapping { account, rule })
+}
+
+/// Where the system's account ranges are set (shadow-utils' `login.defs(5)`).
+const LOGIN_DEFS: &str = "/etc/login.defs";
+
+/// `UID_MIN` when `login.defs` does not set it: shadow-utils' and systemd's default.
+const DEFAULT_UID_MIN: u32 = 1000;
+
+/// The system's `UID_MIN`, from the `login.defs` file at `path`: the first uid of
+/// ordinary (not system) accounts. [`DEFAULT_UID_MIN`] when the file or the key is missing
+/// or its value is not a number, as shadow-utils itself does.
+fn uid_min_at(path: &Path) -> u32 {
+    // Read at each mapping, not cached: a few kilobytes next to a TLS handshake and NSS
+    // lookups, and an edited file applies at once.
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| login_defs_value(&text, "UID_MIN"))
+        .unwrap_or(DEFAULT_UID_MIN)
+}
+
+/// The number `key` is set to in a `login.defs` text: lines of `KEY VALUE` separated by
+/// white space, `#` starting a comment; the last valid setting wins (as in
+/// shadow-utils). Decimal, `0x` hexadecimal or `0` octal, as `strtoul` reads them.
+fn login_defs_value(text: &str, key: &str) -> Option<u32> {
+    let mut found = None;
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let mut fields = line.split_whitespace();
+        if fields.next() != Some(key) {
+            continue;
+        }
+        let Some(value) = fields.next() else {
+            continue;
+        };
+        let value = value.trim_matches('"');
+        let parsed = if let Some(hex) = value
+            .strip_prefix("0x")
+            .or_else(|| value.strip_prefix("0X"))
+        {
+            u32::from_str_radix(hex, 16)
+        } else if value.len() > 1 && value.starts_with('0') {
+            u32::from_str_radix(&value[1..], 8)
+        } else {
+            value.parse()
+        };
+        if let Ok(number) = parsed {
+            found = Some(number);
+        }
     }
+    found
+}
+
+/// Refuses the accounts that are root in all but name, whoever asks: uid 0, and group 0
+/// as the primary or a supplementary group (group root owns most of the system's files;
+/// those whose mode lets the group read or write would be the peer's to read or write).
+fn refuse_privileged(account: &LocalAccount) -> Result<(), ImpersonationError> {
+    if account.uid == 0 {
+        return Err(ImpersonationError::PrivilegedAccount {
+            account: account.name.clone(),
+        });
+    }
+    if account.gid == 0 || account.groups.contains(&0) {
+        return Err(ImpersonationError::PrivilegedGroup {
+            account: account.name.clone(),
+            primary: account.gid == 0,
+        });
+    }
+    Ok(())
+}
+
+/// Whether `rule` may map a peer to `account`: [`refuse_privileged`], and a uid below
+/// `uid_min` only when the rule allows system accounts.
+fn check_mapped_account(
+    account: &LocalAccount,
+    rule: &AccountRule,
+    uid_min: u32,
+) -> Result<(), ImpersonationError> {
+    refuse_privileged(account)?;
+    if account.uid < uid_min && !rule.allow_system_account {
+        return Err(ImpersonationError::SystemAccount {
+            account: account.name.clone(),
+            uid: account.uid,
+            uid_min,
+            rule: rule.principal.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// Whether `c` may be part of what one `*` matches.
@@ -513,15 +711,18 @@ impl ImpersonationGuard {
     /// Switches the calling thread's file-system identity to `account`.
     ///
     /// Checks first that the thread may (`CAP_SETUID` and `CAP_SETGID` in its effective
-    /// set) and that `account` is not root; if not, fails with nothing changed. Then sets
-    /// the supplementary groups, the fsgid and the fsuid, in that order, undoing the
-    /// earlier steps if a later one fails.
+    /// set) and that `account` is neither root nor in group 0; if not, fails with nothing
+    /// changed. Then sets the supplementary groups, the fsgid and the fsuid, in that
+    /// order, undoing the earlier steps if a later one fails. Last, it checks that the
+    /// thread no longer has any file-system capability (`CAP_DAC_OVERRIDE`,
+    /// `CAP_DAC_READ_SEARCH`, `CAP_FOWNER`, ...) in its effective set, which would let it
+    /// bypass the very checks impersonation is for; if it does, it switches back and fails
+    /// with [`ImpersonationError::FileCapabilitiesKept`].
+    ///
+    /// It does not apply the policy's `UID_MIN` rule: that belongs to the mapping
+    /// ([`account_for_peer`]), which knows the rule that named the account.
     pub fn begin(account: &LocalAccount) -> Result<ImpersonationGuard, ImpersonationError> {
-        if account.uid == 0 {
-            return Err(ImpersonationError::PrivilegedAccount {
-                account: account.name.clone(),
-            });
-        }
+        refuse_privileged(account)?;
         check_capabilities()?;
         let before = FsIdentity::of_this_thread()?;
         let target = FsIdentity {
@@ -530,6 +731,10 @@ impl ImpersonationGuard {
             groups: account.groups.clone(),
         };
         switch_to(&target, &before)?;
+        if let Err(e) = check_file_capabilities_dropped(account) {
+            restore(&before);
+            return Err(e);
+        }
         let id = THREAD.with(|thread| {
             let mut thread = thread.borrow_mut();
             thread.next_guard += 1;
@@ -612,6 +817,60 @@ fn check_capabilities() -> Result<(), ImpersonationError> {
     Err(ImpersonationError::NotPermitted { missing })
 }
 
+/// Fails if the thread, now acting as `account`, still has a file-system capability in
+/// its effective set. For a root server the kernel clears them when the fsuid leaves 0;
+/// they stay when the thread has `SECBIT_NO_SETUID_FIXUP`, or when the server is not root
+/// (the clearing only happens on leaving 0) and holds them, e.g. as ambient capabilities.
+fn check_file_capabilities_dropped(account: &LocalAccount) -> Result<(), ImpersonationError> {
+    let effective = sys::thread_effective_capabilities()?;
+    let kept: Vec<&'static str> = sys::FILE_SYSTEM_CAPABILITIES
+        .iter()
+        .filter(|(cap, _)| effective & (1u64 << cap) != 0)
+        .map(|&(_, name)| name)
+        .collect();
+    if kept.is_empty() {
+        return Ok(());
+    }
+    let (euid, _) = sys::thread_effective_ids();
+    Err(ImpersonationError::FileCapabilitiesKept {
+        account: account.name.clone(),
+        capabilities: kept,
+        euid,
+        no_setuid_fixup: sys::thread_has_no_setuid_fixup()?,
+    })
+}
+
+/// Fails when the calling thread acts as another account, so that it must not start a
+/// thread: a new thread gets a copy of the creating thread's credentials (so it would be
+/// the peer) but not this module's bookkeeping (so it could never revert).
+///
+/// Two views are checked: this module's ([`is_impersonating`]), and the kernel's — a
+/// file-system uid or gid other than the effective one — which also catches a thread that
+/// was itself started by an impersonating thread and so inherited the peer's identity.
+///
+/// Every place in secsock that starts a thread or hands work to a pool that may start
+/// one must call this first, on the thread that would start it, and give up on an error:
+/// the tokio helper [`crate::tokio::SecureStream::run_as_peer`] does; so must the blocking
+/// listener's concurrent handshakes. A pool thread about to act for an async helper calls
+/// it too: a thread that inherited an identity must not impersonate (reverting would
+/// bring it back to the inherited identity, not to the server's).
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) fn thread_may_spawn() -> Result<(), ImpersonationError> {
+    let (fsuid, fsgid) = (sys::thread_fsuid(), sys::thread_fsgid());
+    let (euid, egid) = sys::thread_effective_ids();
+    let tracked = is_impersonating();
+    if tracked || fsuid != euid || fsgid != egid {
+        return Err(ImpersonationError::ThreadImpersonating {
+            fsuid,
+            fsgid,
+            euid,
+            egid,
+            inherited: !tracked,
+        });
+    }
+    Ok(())
+}
+
 /// Sets groups, fsgid, fsuid; on a failure, puts back what was already changed.
 fn switch_to(target: &FsIdentity, before: &FsIdentity) -> io::Result<()> {
     sys::set_thread_groups(&target.groups)?;
@@ -683,6 +942,80 @@ pub enum ImpersonationError {
         /// The account name.
         account: String,
     },
+    /// The mapping leads to an account in group 0 (root), as its primary group or a
+    /// supplementary one, which secsock never impersonates.
+    #[error(
+        "refusing to impersonate `{account}`: {} is group 0 (root), and a thread in group 0 \
+         may read and write whatever root's group may; map the peer to an account outside \
+         group 0 (change the [[accounts]] rule), or take `{account}` out of group 0",
+        if *primary { "its primary group" } else { "one of its supplementary groups" }
+    )]
+    PrivilegedGroup {
+        /// The account name.
+        account: String,
+        /// Whether group 0 is the account's primary group (else a supplementary one).
+        primary: bool,
+    },
+    /// The mapping leads to a system account (uid below the system's `UID_MIN`) and the
+    /// rule that named it does not allow that.
+    #[error(
+        "refusing to impersonate `{account}`: its uid {uid} is below UID_MIN {uid_min} \
+         (/etc/login.defs), so it is a system account; if the [[accounts]] rule with \
+         principal = \"{rule}\" is meant to map peers to it, add \
+         `allow_system_account = true` to that rule"
+    )]
+    SystemAccount {
+        /// The account name.
+        account: String,
+        /// Its uid.
+        uid: u32,
+        /// The system's `UID_MIN`.
+        uid_min: u32,
+        /// The `principal` pattern of the rule that named the account.
+        rule: String,
+    },
+    /// After switching, the thread still had file-system capabilities in its effective
+    /// set, which would exempt it from the access checks; the switch was undone.
+    #[error(
+        "refusing to impersonate `{account}`: after the switch the thread still had {} in \
+         its effective capabilities, which bypass the file access checks impersonation is \
+         for; {}",
+        capabilities.join(", "),
+        kept_capabilities_fix(*euid, *no_setuid_fixup)
+    )]
+    FileCapabilitiesKept {
+        /// The account name.
+        account: String,
+        /// The file-system capabilities still effective, e.g. `CAP_DAC_OVERRIDE`.
+        capabilities: Vec<&'static str>,
+        /// The thread's effective uid.
+        euid: u32,
+        /// Whether the thread has `SECBIT_NO_SETUID_FIXUP` in its securebits.
+        no_setuid_fixup: bool,
+    },
+    /// The calling thread acts as another account, so secsock starts no thread from it
+    /// and does no work for a peer on it.
+    #[error(
+        "this thread is acting as another account (file-system uid {fsuid}, gid {fsgid}; \
+         the process runs as uid {euid}, gid {egid}){}: a thread started from it would be \
+         that account with no way back, so secsock starts none from it and does no work as \
+         a peer on it; start threads, and call `run_as_peer`, only from threads that are \
+         not impersonating",
+        if *inherited { ", an identity it inherited from the thread that started it" } else { "" }
+    )]
+    ThreadImpersonating {
+        /// The thread's file-system uid.
+        fsuid: u32,
+        /// The thread's file-system gid.
+        fsgid: u32,
+        /// The thread's effective uid.
+        euid: u32,
+        /// The thread's effective gid.
+        egid: u32,
+        /// Whether secsock's bookkeeping on this thread knows no impersonation (the thread
+        /// was started by an impersonating thread and inherited its identity).
+        inherited: bool,
+    },
     /// The peer proved no principal, so there is nobody to impersonate.
     #[error(
         "the peer proved no identity (neither an application nor a machine principal), \
@@ -694,12 +1027,38 @@ pub enum ImpersonationError {
     Io(#[from] io::Error),
 }
 
+/// What to do about file-system capabilities that survived the switch, given why.
+fn kept_capabilities_fix(euid: u32, no_setuid_fixup: bool) -> String {
+    if no_setuid_fixup {
+        "the thread runs with SECBIT_NO_SETUID_FIXUP (securebits), which stops the kernel \
+         from clearing them when the file-system uid leaves 0; do not set that bit in a \
+         server that impersonates"
+            .to_owned()
+    } else if euid != 0 {
+        format!(
+            "the server runs as uid {euid}, not root, and the kernel clears them only when \
+             the file-system uid leaves 0; remove them from the server's effective and \
+             ambient capabilities (e.g. AmbientCapabilities= in its systemd unit: \
+             CAP_SETUID CAP_SETGID suffice)"
+        )
+    } else {
+        "the kernel did not clear them (the thread's file-system uid was not 0 before); \
+         lower them from the thread's effective set before impersonating"
+            .to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn rule(principal: &str, user: &str) -> AccountRule {
         AccountRule::new(principal, user)
+    }
+
+    /// The account name `map_principal` gives, without the rule.
+    fn mapped(rules: &[AccountRule], principal: &str) -> Option<String> {
+        map_principal(rules, principal).map(|m| m.account)
     }
 
     #[test]
@@ -901,7 +1260,7 @@ mod tests {
         ];
         for &(pattern, user, principal, expected) in cases {
             assert_eq!(
-                map_principal(&[rule(pattern, user)], principal).as_deref(),
+                mapped(&[rule(pattern, user)], principal).as_deref(),
                 expected,
                 "pattern `{pattern}` user `{user}` principal `{principal}`"
             );
@@ -916,21 +1275,21 @@ mod tests {
             rule("user:alice@EXAMPLE.TEST", "never"),
         ];
         assert_eq!(
-            map_principal(&rules, "user:admin@EXAMPLE.TEST").as_deref(),
+            mapped(&rules, "user:admin@EXAMPLE.TEST").as_deref(),
             Some("ops")
         );
         assert_eq!(
-            map_principal(&rules, "user:alice@EXAMPLE.TEST").as_deref(),
+            mapped(&rules, "user:alice@EXAMPLE.TEST").as_deref(),
             Some("alice")
         );
-        assert_eq!(map_principal(&[], "user:alice@EXAMPLE.TEST"), None);
+        assert_eq!(mapped(&[], "user:alice@EXAMPLE.TEST"), None);
         // An invalid rule is skipped, not an end to the search.
         let rules = [
             rule("user:**@EXAMPLE.TEST", "x"),
             rule("user:*@EXAMPLE.TEST", "{name}"),
         ];
         assert_eq!(
-            map_principal(&rules, "user:bob@EXAMPLE.TEST").as_deref(),
+            mapped(&rules, "user:bob@EXAMPLE.TEST").as_deref(),
             Some("bob")
         );
     }
@@ -941,11 +1300,11 @@ mod tests {
         let pattern = "user:*a*a*a*b@EXAMPLE.TEST";
         let principal = format!("user:{}@EXAMPLE.TEST", "a".repeat(1000));
         let started = std::time::Instant::now();
-        assert_eq!(map_principal(&[rule(pattern, "{name}")], &principal), None);
+        assert_eq!(mapped(&[rule(pattern, "{name}")], &principal), None);
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
         let principal = format!("user:{}b@EXAMPLE.TEST", "a".repeat(1000));
         assert_eq!(
-            map_principal(&[rule(pattern, "{name}")], &principal).as_deref(),
+            mapped(&[rule(pattern, "{name}")], &principal).as_deref(),
             Some("a")
         );
     }
@@ -1039,9 +1398,178 @@ mod tests {
     #[test]
     fn impersonate_account_for_peer_rule_order_beats_name_order() {
         // The machine has two names; the first rule matching either decides.
-        let rules = [rule("host/b.test", "root"), rule("host/a.test", "nobody")];
+        let rules = [
+            rule("host/b.test", "nobody"),
+            rule("host/a.test", "secsock-no-such-user-x9"),
+        ];
         let account = account_for_peer(&rules, &["host/a.test", "host/b.test"]).unwrap();
-        assert_eq!(account.name, "root");
+        assert_eq!(account.name, "nobody");
+    }
+
+    #[test]
+    fn impersonate_map_principal_names_the_rule() {
+        let rules = [
+            rule("user:*@EXAMPLE.TEST", "{name}"),
+            rule("host/backup.example.test", "backup").allowing_system_account(),
+        ];
+        let user = map_principal(&rules, "user:alice@EXAMPLE.TEST").unwrap();
+        assert_eq!((user.account.as_str(), user.rule), ("alice", &rules[0]));
+        assert!(!user.rule.allow_system_account);
+        let backup = map_principal(&rules, "host/backup.example.test").unwrap();
+        assert_eq!(
+            (backup.account.as_str(), backup.rule),
+            ("backup", &rules[1])
+        );
+        assert!(backup.rule.allow_system_account);
+    }
+
+    #[test]
+    fn impersonate_account_for_peer_refuses_root() {
+        // With `{name}`, `user:root@REALM` maps to root: refused at the mapping, even by a
+        // rule that allows system accounts.
+        for rules in [
+            [rule("user:*@EXAMPLE.TEST", "{name}")],
+            [rule("user:*@EXAMPLE.TEST", "{name}").allowing_system_account()],
+        ] {
+            let e = account_for_peer(&rules, &["user:root@EXAMPLE.TEST"]).unwrap_err();
+            assert!(
+                matches!(&e, ImpersonationError::PrivilegedAccount { account } if account == "root"),
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn impersonate_uid_min_from_login_defs_table() {
+        // (login.defs text, UID_MIN read from it)
+        let cases: &[(&str, Option<u32>)] = &[
+            ("", None),
+            ("UID_MIN 1000\n", Some(1000)),
+            ("UID_MIN\t\t\t 500\n", Some(500)),
+            ("  UID_MIN   2000  \n", Some(2000)),
+            // Comments, whole-line and trailing.
+            ("#UID_MIN 500\nUID_MIN 1000\n", Some(1000)),
+            ("# UID_MIN 500\n", None),
+            ("UID_MIN 1500 # ordinary users\n", Some(1500)),
+            ("UID_MIN 1500#x\n", Some(1500)),
+            // Other keys, and keys that only start or end like it.
+            ("SYS_UID_MIN 100\nUID_MAX 60000\nSUB_UID_MIN 100000\n", None),
+            ("UID_MINIMUM 5\nXUID_MIN 5\n", None),
+            ("uid_min 5\n", None),
+            // The last valid setting wins, as in shadow-utils.
+            ("UID_MIN 500\nUID_MIN 1000\n", Some(1000)),
+            ("UID_MIN 1000\nUID_MIN lots\n", Some(1000)),
+            // strtoul's bases, and quotes.
+            ("UID_MIN 0x3e8\n", Some(1000)),
+            ("UID_MIN 01750\n", Some(1000)),
+            ("UID_MIN \"1000\"\n", Some(1000)),
+            ("UID_MIN 0\n", Some(0)),
+            // Not numbers, or no value: not set.
+            ("UID_MIN\n", None),
+            ("UID_MIN lots\n", None),
+            ("UID_MIN -1\n", None),
+            ("UID_MIN 99999999999\n", None),
+            ("UID_MIN 1000abc\n", None),
+        ];
+        for &(text, expected) in cases {
+            assert_eq!(login_defs_value(text, "UID_MIN"), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn impersonate_uid_min_defaults_to_1000() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(uid_min_at(&dir.path().join("missing")), 1000);
+        let defs = dir.path().join("login.defs");
+        std::fs::write(&defs, "MAIL_DIR /var/mail\nUID_MAX 60000\n").unwrap();
+        assert_eq!(uid_min_at(&defs), 1000);
+        std::fs::write(&defs, "UID_MIN 500\n").unwrap();
+        assert_eq!(uid_min_at(&defs), 500);
+        // A directory cannot be read: the default.
+        assert_eq!(uid_min_at(dir.path()), 1000);
+    }
+
+    #[test]
+    fn impersonate_check_mapped_account_table() {
+        let account = |uid: u32, gid: u32, groups: &[u32]| LocalAccount {
+            name: "acct".into(),
+            uid,
+            gid,
+            groups: groups.to_vec(),
+        };
+        let plain = rule("user:*@EXAMPLE.TEST", "{name}");
+        let allowing = plain.clone().allowing_system_account();
+        // (account, rule, UID_MIN, expected error variant or "ok")
+        let cases: &[(LocalAccount, &AccountRule, u32, &str)] = &[
+            (account(1000, 1000, &[1000]), &plain, 1000, "ok"),
+            (account(65534, 65534, &[65534]), &plain, 1000, "ok"),
+            (account(999, 999, &[999]), &plain, 1000, "system"),
+            (account(1, 1, &[1]), &plain, 1000, "system"),
+            (account(999, 999, &[999]), &allowing, 1000, "ok"),
+            (account(600, 600, &[600]), &plain, 500, "ok"),
+            (account(600, 600, &[600]), &plain, 1000, "system"),
+            // Root and group 0, whatever the rule and UID_MIN say.
+            (account(0, 0, &[0]), &plain, 1000, "root"),
+            (account(0, 0, &[0]), &allowing, 0, "root"),
+            (account(0, 1000, &[1000]), &allowing, 0, "root"),
+            (account(1000, 0, &[0]), &plain, 1000, "primary group 0"),
+            (account(1000, 0, &[0]), &allowing, 0, "primary group 0"),
+            (account(1000, 1000, &[1000, 0]), &plain, 1000, "group 0"),
+            (account(1000, 1000, &[1000, 27, 0]), &allowing, 0, "group 0"),
+            (account(5, 5, &[5, 0]), &allowing, 1000, "group 0"),
+        ];
+        for (account, rule, uid_min, expected) in cases {
+            let result = check_mapped_account(account, rule, *uid_min);
+            let got = match &result {
+                Ok(()) => "ok",
+                Err(ImpersonationError::SystemAccount { .. }) => "system",
+                Err(ImpersonationError::PrivilegedAccount { .. }) => "root",
+                Err(ImpersonationError::PrivilegedGroup { primary: true, .. }) => "primary group 0",
+                Err(ImpersonationError::PrivilegedGroup { primary: false, .. }) => "group 0",
+                Err(_) => "other",
+            };
+            assert_eq!(
+                got, *expected,
+                "{account:?} {rule:?} UID_MIN {uid_min}: {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn impersonate_lookup_takes_only_the_exact_name() {
+        // A name service may match names case-insensitively (SSSD with
+        // `case_sensitive = false`, some LDAP schemas) and answer `Alice` for `alice`.
+        // (requested, the name NSS returns, accepted)
+        let cases: &[(&str, &str, bool)] = &[
+            ("alice", "alice", true),
+            ("alice", "Alice", false),
+            ("ALICE", "alice", false),
+            ("ROOT", "root", false),
+            ("jürgen", "jürgen", true),
+            ("jürgen", "JÜRGEN", false),
+            ("alice ", "alice", false),
+            ("alice", "alice@example.test", false),
+        ];
+        for &(requested, returned, accepted) in cases {
+            let returned_name = CString::new(returned).unwrap();
+            let fake_user = |asked: &CStr| {
+                assert_eq!(asked.to_str().unwrap(), requested);
+                Ok(Some(sys::PasswdEntry {
+                    name: returned_name.clone(),
+                    uid: 54340,
+                    gid: 54340,
+                }))
+            };
+            let fake_groups = |_: &CStr, gid: u32| Ok(vec![gid]);
+            let result = LocalAccount::lookup_through(requested, fake_user, fake_groups);
+            match (accepted, &result) {
+                (true, Ok(account)) => assert_eq!(account.name, requested),
+                (false, Err(ImpersonationError::NoSuchAccount { account })) => {
+                    assert_eq!(account, requested)
+                }
+                _ => panic!("`{requested}` answered as `{returned}`: {result:?}"),
+            }
+        }
     }
 
     #[test]
@@ -1100,7 +1628,93 @@ mod tests {
     }
 
     #[test]
+    fn impersonate_thread_may_spawn_sees_secsocks_and_the_kernels_view() {
+        std::thread::spawn(|| {
+            assert!(thread_may_spawn().is_ok(), "a thread that is itself");
+            let account = LocalAccount {
+                name: "someone".into(),
+                uid: 54350,
+                gid: 54351,
+                groups: vec![54351],
+            };
+            let guard = ImpersonationGuard::begin(&account).unwrap();
+            let e = thread_may_spawn().unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    ImpersonationError::ThreadImpersonating {
+                        fsuid: 54350,
+                        fsgid: 54351,
+                        inherited: false,
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+            // A thread started now inherits the ids but not the bookkeeping: only the
+            // kernel's view tells.
+            std::thread::spawn(|| {
+                assert!(!is_impersonating());
+                let e = thread_may_spawn().unwrap_err();
+                assert!(
+                    matches!(
+                        e,
+                        ImpersonationError::ThreadImpersonating {
+                            fsuid: 54350,
+                            inherited: true,
+                            ..
+                        }
+                    ),
+                    "{e:?}"
+                );
+                assert!(e.to_string().contains("inherited"), "{e}");
+            })
+            .join()
+            .unwrap();
+            drop(guard);
+            assert!(thread_may_spawn().is_ok());
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
     fn impersonate_errors_read_as_sentences() {
+        let e = ImpersonationError::SystemAccount {
+            account: "daemon".into(),
+            uid: 1,
+            uid_min: 1000,
+            rule: "user:*@EXAMPLE.TEST".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "refusing to impersonate `daemon`: its uid 1 is below UID_MIN 1000 (/etc/login.defs), \
+             so it is a system account; if the [[accounts]] rule with principal = \
+             \"user:*@EXAMPLE.TEST\" is meant to map peers to it, add \
+             `allow_system_account = true` to that rule"
+        );
+        let e = ImpersonationError::PrivilegedGroup {
+            account: "alice".into(),
+            primary: false,
+        };
+        assert!(
+            e.to_string().starts_with(
+                "refusing to impersonate `alice`: one of its supplementary groups is group 0 (root)"
+            ),
+            "{e}"
+        );
+        let kept = |euid, no_setuid_fixup| ImpersonationError::FileCapabilitiesKept {
+            account: "alice".into(),
+            capabilities: vec!["CAP_DAC_OVERRIDE", "CAP_FOWNER"],
+            euid,
+            no_setuid_fixup,
+        };
+        let e = kept(0, true).to_string();
+        assert!(e.contains("still had CAP_DAC_OVERRIDE, CAP_FOWNER"), "{e}");
+        assert!(e.contains("SECBIT_NO_SETUID_FIXUP"), "{e}");
+        let e = kept(995, false).to_string();
+        assert!(e.contains("runs as uid 995, not root"), "{e}");
+        assert!(e.contains("AmbientCapabilities="), "{e}");
         let e = ImpersonationError::NotPermitted {
             missing: "CAP_SETGID",
         };

@@ -748,6 +748,7 @@ struct RawUsers {
 struct RawAccount {
     principal: Spanned<String>,
     user: Spanned<String>,
+    allow_system_account: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -1063,6 +1064,7 @@ impl Ctx<'_> {
             let rule = AccountRule {
                 principal: entry.principal.into_inner(),
                 user: entry.user.into_inner(),
+                allow_system_account: entry.allow_system_account.unwrap_or(false),
             };
             match validate_rule(&rule) {
                 Ok(()) => rules.push(rule),
@@ -2464,7 +2466,8 @@ session_lifetime = "7d"
         let text = format!(
             "{IDENTITY_AND_TRUST}\n[users]\nfile = \"users.toml\"\nauthentication = \"required\"\ndomain = \"EXAMPLE.TEST\"\n\n\
              [[accounts]]\nprincipal = \"user:*@EXAMPLE.TEST\"\nuser = \"{{name}}\"\n\n\
-             [[accounts]]\nprincipal = \"host/db.example.test\"\nuser = \"dbhost\"\n"
+             [[accounts]]\nprincipal = \"host/db.example.test\"\nuser = \"dbhost\"\n\n\
+             [[accounts]]\nprincipal = \"host/backup.example.test\"\nuser = \"backup\"\nallow_system_account = true\n"
         );
         let policy = Policy::from_toml(&text, &dir.path().join("policy.toml")).unwrap();
         assert_eq!(policy.users.authentication, UserAuthentication::Required);
@@ -2474,8 +2477,18 @@ session_lifetime = "7d"
             policy.accounts,
             [
                 AccountRule::new("user:*@EXAMPLE.TEST", "{name}"),
-                AccountRule::new("host/db.example.test", "dbhost")
+                AccountRule::new("host/db.example.test", "dbhost"),
+                AccountRule::new("host/backup.example.test", "backup").allowing_system_account(),
             ]
+        );
+        let e = load_err(
+            &dir,
+            &format!("{IDENTITY_AND_TRUST}\n[[accounts]]\nprincipal = \"host/b.test\"\nuser = \"b\"\nallow_system_account = \"yes\"\n"),
+        );
+        assert!(
+            shown(&dir, &e).contains("allow_system_account"),
+            "{}",
+            shown(&dir, &e)
         );
         // Without [users], user authentication is off; [users] alone makes it optional.
         let plain = Policy::from_toml(IDENTITY_AND_TRUST, &dir.path().join("policy.toml")).unwrap();

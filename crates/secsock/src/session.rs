@@ -341,6 +341,21 @@ impl Session {
     pub(crate) fn impersonation_account(
         &self,
     ) -> Result<crate::impersonate::LocalAccount, crate::impersonate::ImpersonationError> {
+        crate::impersonate::account_for_peer(&self.ctx.users.accounts, &self.impersonation_names())
+    }
+
+    /// The names [`Session::impersonation_account`] maps, with the rules it maps them by:
+    /// for mapping on another thread (the name-service lookups may block).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn impersonation_request(
+        &self,
+    ) -> (Vec<crate::impersonate::AccountRule>, Vec<String>) {
+        (self.ctx.users.accounts.clone(), self.impersonation_names())
+    }
+
+    /// The peer's names to map for impersonation: its application identity's if it proved
+    /// one, else its machine identity's.
+    fn impersonation_names(&self) -> Vec<String> {
         let info = self.info();
         // A DNS name is shorthand for `host/NAME` (SPEC §3): rules may use either spelling,
         // and rule order still decides.
@@ -357,7 +372,7 @@ impl Session {
                 }
             }
         }
-        crate::impersonate::account_for_peer(&self.ctx.users.accounts, &names)
+        names
     }
 
     /// The reason a failed handshake gives the caller.

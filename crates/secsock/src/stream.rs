@@ -294,7 +294,10 @@ impl SecureStream {
     /// policy's `[[accounts]]` map the peer to — its user identity if it proved one, else
     /// its machine identity. The returned guard is `!Send`; dropping it (also during a
     /// panic) reverts. Fails, changing nothing, when there is no mapping, no such account,
-    /// the process lacks CAP_SETUID/CAP_SETGID, or the connection is in clear text.
+    /// the process lacks CAP_SETUID/CAP_SETGID, or the connection is in clear text; and
+    /// when the account is one no peer may become (root, group 0, a system account its
+    /// rule does not allow) or the thread would keep file-system capabilities (see
+    /// [`crate::impersonate`]).
     pub fn impersonate_peer(&self) -> Result<ImpersonationGuard, ImpersonationError> {
         impersonate(&self.link)
     }

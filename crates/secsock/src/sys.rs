@@ -55,6 +55,20 @@ pub(crate) const CAP_SETGID: u32 = 6;
 /// See [`CAP_SETGID`].
 pub(crate) const CAP_SETUID: u32 = 7;
 
+/// The capabilities that exempt a thread from file access checks: exactly those the
+/// kernel clears from the effective set when the file-system uid changes from 0 to
+/// another id (`capabilities(7)`, "Effect of user ID changes on capabilities").
+pub(crate) const FILE_SYSTEM_CAPABILITIES: [(u32, &str); 8] = [
+    (0, "CAP_CHOWN"),
+    (1, "CAP_DAC_OVERRIDE"),
+    (2, "CAP_DAC_READ_SEARCH"),
+    (3, "CAP_FOWNER"),
+    (4, "CAP_FSETID"),
+    (9, "CAP_LINUX_IMMUTABLE"),
+    (27, "CAP_MKNOD"),
+    (32, "CAP_MAC_OVERRIDE"),
+];
+
 /// The calling thread's file-system uid (the uid the kernel checks file access against).
 pub(crate) fn thread_fsuid() -> u32 {
     // SAFETY: setfsuid takes one integer and touches no memory of ours. With the invalid
@@ -226,6 +240,23 @@ pub(crate) fn thread_effective_capabilities() -> io::Result<u64> {
         return Err(io::Error::last_os_error());
     }
     Ok(u64::from(data[0].effective) | (u64::from(data[1].effective) << 32))
+}
+
+/// The calling thread's effective uid and gid (per thread in the kernel, like the
+/// file-system ids; rustix asks the kernel directly).
+pub(crate) fn thread_effective_ids() -> (u32, u32) {
+    (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    )
+}
+
+/// Whether the calling thread has `SECBIT_NO_SETUID_FIXUP` in its securebits (the
+/// kernel then keeps capabilities when the thread's uids change).
+pub(crate) fn thread_has_no_setuid_fixup() -> io::Result<bool> {
+    use rustix::thread::{capabilities_secure_bits, CapabilitiesSecureBits};
+    let bits = capabilities_secure_bits()?;
+    Ok(bits.contains(CapabilitiesSecureBits::NO_SETUID_FIXUP))
 }
 
 /// A user account as the name service (NSS: files, LDAP, SSSD, systemd, ...) knows it.
@@ -460,6 +491,40 @@ mod tests {
             let expected = u64::from_str_radix(hex, 16).unwrap();
             assert_eq!(thread_effective_capabilities().unwrap(), expected);
         });
+    }
+
+    #[test]
+    fn impersonate_sys_file_system_capabilities_are_what_the_kernel_clears() {
+        assert!(is_root(), "these tests run as root");
+        on_own_thread(|| {
+            let before = thread_effective_capabilities().unwrap();
+            set_thread_fsuid(54326).unwrap();
+            let during = thread_effective_capabilities().unwrap();
+            set_thread_fsuid(0).unwrap();
+            assert_eq!(thread_effective_capabilities().unwrap(), before);
+            let cleared = before & !during;
+            let listed = FILE_SYSTEM_CAPABILITIES
+                .iter()
+                .fold(0u64, |mask, &(cap, _)| mask | 1 << cap);
+            assert_eq!(cleared, listed, "cleared {cleared:#x}, listed {listed:#x}");
+        });
+    }
+
+    #[test]
+    fn impersonate_sys_effective_ids_and_securebits_match_proc() {
+        on_own_thread(|| {
+            let (euid, egid) = thread_effective_ids();
+            assert_eq!(
+                (euid, egid),
+                (status_fields("Uid")[1], status_fields("Gid")[1])
+            );
+            assert!(!thread_has_no_setuid_fixup().unwrap());
+            use rustix::thread::{set_capabilities_secure_bits, CapabilitiesSecureBits};
+            set_capabilities_secure_bits(CapabilitiesSecureBits::NO_SETUID_FIXUP).unwrap();
+            assert!(thread_has_no_setuid_fixup().unwrap());
+            // The thread ends here, and its securebits with it.
+        });
+        assert!(!thread_has_no_setuid_fixup().unwrap(), "per thread");
     }
 
     #[test]

@@ -702,8 +702,8 @@ impl SecureStream {
 
     /// Acts as the peer on the calling thread; see
     /// [`crate::SecureStream::impersonate_peer`]. The guard is `!Send`: keep the work
-    /// that must run as the peer on one thread (e.g. inside `spawn_blocking`), never
-    /// across an `.await` that may move the task to another thread.
+    /// that must run as the peer on one thread, never across an `.await` that may move
+    /// the task to another thread. [`SecureStream::run_as_peer`] does that for you.
     pub fn impersonate_peer(&self) -> Result<ImpersonationGuard, ImpersonationError> {
         crate::stream::impersonate(&self.link)
     }
@@ -891,5 +891,82 @@ impl AsFd for SecureStream {
 impl AsRawFd for SecureStream {
     fn as_raw_fd(&self) -> RawFd {
         self.io.as_raw_fd()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Impersonation from async code. Impersonation belongs to one thread, and an async task
+// may move between threads at every `.await`, so the work to do as the peer runs on a
+// blocking thread that begins and ends the impersonation itself.
+
+impl SecureStream {
+    /// Runs `f` as the peer (`WSAImpersonateSocketPeer` for async code): on a blocking
+    /// thread (`tokio::task::spawn_blocking`), that thread maps the peer through the
+    /// policy's `[[accounts]]` (the name-service lookups may block, so they run there too),
+    /// begins the impersonation, runs `f`, and reverts — also when `f` panics — before the
+    /// thread goes back to the pool. Returns what `f` returned.
+    ///
+    /// Fails, without running `f`, for every reason [`crate::SecureStream::impersonate_peer`]
+    /// fails, and with [`ImpersonationError::ThreadImpersonating`] when the calling thread is
+    /// itself impersonating (the blocking pool may start its new thread from the calling
+    /// thread, and that thread would inherit the identity; nothing is started then), or when
+    /// the pool thread it got is not itself (it was started by an impersonating thread).
+    /// If `f` panics, the panic is resumed on the calling task, as if `f` had run there.
+    ///
+    /// `f` itself must not start threads: they would run as the peer with no way back.
+    ///
+    /// ```no_run
+    /// # async fn handle(stream: secsock::tokio::SecureStream) -> Result<(), Box<dyn std::error::Error>> {
+    /// let listing = stream
+    ///     .run_as_peer(|| std::fs::read_dir("/srv/share").map(|d| d.count()))
+    ///     .await??;
+    /// println!("the peer may list {listing} entries");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Why not hold [`SecureStream::impersonate_peer`]'s guard in async code: it is
+    /// `!Send`, so a spawned task that holds it across an `.await` does not compile — the
+    /// task could resume on another thread, which is not the peer, while this one stays it:
+    ///
+    /// ```compile_fail,E0277
+    /// # async fn handle(stream: secsock::tokio::SecureStream) {
+    /// tokio::spawn(async move {
+    ///     let guard = stream.impersonate_peer().unwrap();
+    ///     tokio::task::yield_now().await; // may move the task to another thread
+    ///     drop(guard);
+    /// });
+    /// # }
+    /// ```
+    pub async fn run_as_peer<F, T>(&self, f: F) -> Result<T, ImpersonationError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (rules, names) = match &self.link {
+            Link::Tls(session) => session.impersonation_request(),
+            Link::Clear(_) => return Err(ImpersonationError::NoIdentity),
+        };
+        crate::impersonate::thread_may_spawn()?;
+        let ran = ::tokio::task::spawn_blocking(move || {
+            // A pool thread started by an impersonating thread would be the peer already,
+            // and reverting would bring it back to the peer.
+            crate::impersonate::thread_may_spawn()?;
+            let account = crate::impersonate::account_for_peer(&rules, &names)?;
+            let guard = ImpersonationGuard::begin(&account)?;
+            // A panic in `f` drops the guard while unwinding: the thread reverts before
+            // the pool gets it back. So does an impersonation `f` began and leaked: the
+            // guard ends every impersonation begun after it.
+            let result = f();
+            drop(guard);
+            Ok(result)
+        })
+        .await;
+        match ran {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(ImpersonationError::Io(io::Error::other(format!(
+                "the blocking task acting as the peer did not finish: {e}"
+            )))),
+        }
     }
 }

@@ -534,3 +534,291 @@ fn without_capabilities_child(expected_missing: &str) {
     assert!(!is_impersonating());
     println!("child without {expected_missing}: {message}");
 }
+
+// --- accounts that are root in all but name (issue 12) -----------------------------------
+
+/// A file owned by root and group root, readable by that group only (mode 0640).
+fn group_root_file(scratch: &Scratch) -> PathBuf {
+    let path = scratch.writable.join("group-root-only");
+    fs::write(&path, b"for group root").unwrap();
+    std::os::unix::fs::chown(&path, Some(0), Some(0)).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+    path
+}
+
+/// The peer's principal that the `{name}` rule maps to `user`.
+fn peer_of(user: &LocalUser) -> String {
+    format!("user:{}@EXAMPLE.TEST", user.name)
+}
+
+/// Asserts that `user`, whose groups include group 0, is neither mapped to nor
+/// impersonated: a thread in group 0 reads and writes what root's group may.
+fn assert_group_root_refused(user: &LocalUser) {
+    let scratch = Scratch::new();
+    let secret = group_root_file(&scratch);
+    let before = thread_identity();
+
+    let rules = [AccountRule::new("user:*@EXAMPLE.TEST", "{name}")];
+    let e = account_for_peer(&rules, &[peer_of(user)])
+        .expect_err("a peer was mapped to an account in group 0");
+    assert!(
+        matches!(&e, ImpersonationError::PrivilegedGroup { account, primary }
+            if *account == user.name && *primary == (user.gid == 0)),
+        "{e:?}"
+    );
+    let message = e.to_string();
+    assert!(message.contains(&user.name), "{message}");
+    assert!(message.contains("group 0"), "{message}");
+
+    let attempt = ImpersonationGuard::begin(&user.account).map(|guard| {
+        let leaked = read(&secret).is_ok();
+        drop(guard);
+        leaked
+    });
+    let e = attempt
+        .expect_err("impersonated an account in group 0 (Ok(true): it read a group-root file)");
+    assert!(
+        matches!(&e, ImpersonationError::PrivilegedGroup { .. }),
+        "{e:?}"
+    );
+    assert_eq!(thread_identity(), before, "nothing changed");
+    assert!(!is_impersonating());
+}
+
+#[test]
+fn impersonation_refuses_an_account_whose_primary_group_is_root() {
+    assert_root_test_process();
+    let user = LocalUser::create_with(&["--no-user-group", "--gid", "0"]);
+    assert_eq!(user.account.gid, 0);
+    assert_group_root_refused(&user);
+}
+
+#[test]
+fn impersonation_refuses_an_account_in_the_supplementary_group_root() {
+    assert_root_test_process();
+    let user = LocalUser::create_with(&["--user-group", "--groups", "root"]);
+    assert_ne!(user.account.gid, 0);
+    assert!(user.account.groups.contains(&0), "{:?}", user.account);
+    assert_group_root_refused(&user);
+}
+
+#[test]
+fn impersonation_does_not_map_peers_to_system_accounts() {
+    assert_root_test_process();
+    // `useradd --system` picks a uid below UID_MIN (1000 in the login.defs of CI).
+    let system = LocalUser::create_with(&["--user-group", "--system"]);
+    assert!(system.uid < 1000, "{:?}", system.account);
+    for rules in [
+        // A `{name}` template: a peer that proves `user:daemon@REALM` must not become
+        // the daemon account.
+        vec![AccountRule::new("user:*@EXAMPLE.TEST", "{name}")],
+        // Naming the account is not enough either: the rule must say so.
+        vec![AccountRule::new(
+            format!("user:{}@EXAMPLE.TEST", system.name),
+            system.name.clone(),
+        )],
+    ] {
+        let e = account_for_peer(&rules, &[peer_of(&system)])
+            .expect_err("a peer was mapped to a system account");
+        assert!(
+            matches!(&e, ImpersonationError::SystemAccount { account, uid, uid_min: 1000, rule }
+                if *account == system.name && *uid == system.uid && *rule == rules[0].principal),
+            "{e:?}"
+        );
+        let message = e.to_string();
+        assert!(message.contains(&system.name), "{message}");
+        assert!(message.contains(&system.uid.to_string()), "{message}");
+        assert!(message.contains("allow_system_account"), "{message}");
+    }
+}
+
+#[test]
+fn impersonation_maps_a_system_account_only_by_a_rule_that_allows_it() {
+    assert_root_test_process();
+    let system = LocalUser::create_with(&["--user-group", "--system"]);
+    let scratch = Scratch::new();
+    let peer = peer_of(&system);
+
+    // An allowing rule that does not match lends nothing to the rule that does.
+    let rules = [
+        AccountRule::new("host/backup.example.test", system.name.clone()).allowing_system_account(),
+        AccountRule::new("user:*@EXAMPLE.TEST", "{name}"),
+    ];
+    let e = account_for_peer(&rules, &[&peer]).unwrap_err();
+    assert!(
+        matches!(&e, ImpersonationError::SystemAccount { rule, .. } if *rule == rules[1].principal),
+        "{e:?}"
+    );
+
+    // The rule that names it and allows it: mapped, and impersonated for real.
+    let rules = [AccountRule::new(peer.clone(), system.name.clone()).allowing_system_account()];
+    let account = account_for_peer(&rules, &[&peer]).unwrap();
+    assert_eq!(account, system.account);
+    let created = scratch.writable.join("by-a-system-account");
+    {
+        let _guard = ImpersonationGuard::begin(&account).unwrap();
+        File::create(&created).unwrap();
+    }
+    assert_eq!(fs::metadata(&created).unwrap().uid(), system.uid);
+
+    // Even an allowing rule never maps to root.
+    let rules = [AccountRule::new("user:*@EXAMPLE.TEST", "{name}").allowing_system_account()];
+    let e = account_for_peer(&rules, &["user:root@EXAMPLE.TEST"]).unwrap_err();
+    assert!(
+        matches!(&e, ImpersonationError::PrivilegedAccount { account } if account == "root"),
+        "{e:?}"
+    );
+}
+
+// --- file-system capabilities after the switch (issue 12) ---------------------------------
+
+/// The calling thread's effective capabilities, from `/proc/thread-self/status`.
+fn effective_capabilities() -> u64 {
+    let status = fs::read_to_string("/proc/thread-self/status").unwrap();
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap()
+        .trim();
+    u64::from_str_radix(hex, 16).unwrap()
+}
+
+const CAP_DAC_OVERRIDE: u64 = 1 << 1;
+
+#[test]
+fn impersonation_with_secbit_no_setuid_fixup_is_refused_and_changes_nothing() {
+    // With SECBIT_NO_SETUID_FIXUP the kernel no longer drops CAP_DAC_OVERRIDE and the
+    // other file-system capabilities when the fsuid leaves 0: the "peer" would read
+    // anything. Securebits are per-thread credentials, so a thread of its own sets it.
+    assert_root_test_process();
+    let user = LocalUser::create();
+    let scratch = Scratch::new();
+    let account = user.account.clone();
+    let secret = scratch.root_only.clone();
+    std::thread::spawn(move || {
+        use rustix::thread::{
+            capabilities_secure_bits, set_capabilities_secure_bits, CapabilitiesSecureBits,
+        };
+        let bits = capabilities_secure_bits().unwrap();
+        set_capabilities_secure_bits(bits | CapabilitiesSecureBits::NO_SETUID_FIXUP).unwrap();
+        let before = thread_identity();
+        let capabilities = effective_capabilities();
+        assert_ne!(capabilities & CAP_DAC_OVERRIDE, 0);
+
+        let attempt = ImpersonationGuard::begin(&account).map(|guard| {
+            let leaked = read(&secret).is_ok();
+            drop(guard);
+            leaked
+        });
+        let e = attempt.expect_err(
+            "impersonated while keeping CAP_DAC_OVERRIDE (Ok(true): it read a root-only file)",
+        );
+        assert!(
+            matches!(&e, ImpersonationError::FileCapabilitiesKept { capabilities, euid: 0, no_setuid_fixup: true, .. }
+                if capabilities.contains(&"CAP_DAC_OVERRIDE")
+                    && capabilities.contains(&"CAP_DAC_READ_SEARCH")
+                    && capabilities.contains(&"CAP_FOWNER")),
+            "{e:?}"
+        );
+        let message = e.to_string();
+        assert!(message.contains("CAP_DAC_OVERRIDE"), "{message}");
+        assert!(message.contains("SECBIT_NO_SETUID_FIXUP"), "{message}");
+        assert_eq!(thread_identity(), before, "the identity was restored");
+        assert_eq!(effective_capabilities(), capabilities);
+        assert!(!is_impersonating());
+    })
+    .join()
+    .unwrap();
+}
+
+/// Set in a child run of this test binary: the account (uid:gid:groups) to try to
+/// impersonate while the child runs as a non-root user that holds the capabilities.
+const CHILD_TARGET: &str = "SECSOCK_TEST_IMPERSONATION_NON_ROOT_TARGET";
+
+#[test]
+fn impersonation_by_a_non_root_server_with_file_capabilities_is_refused() {
+    if let Ok(target) = std::env::var(CHILD_TARGET) {
+        return non_root_with_capabilities_child(&target);
+    }
+    assert_root_test_process();
+    // A server that runs as `nobody` with CAP_SETUID, CAP_SETGID and CAP_DAC_OVERRIDE
+    // (e.g. systemd's AmbientCapabilities=): the kernel drops file-system capabilities
+    // only when the fsuid leaves 0, so the impersonating thread would keep them.
+    let user = LocalUser::create();
+    let target = format!("{}:{}:{}", user.uid, user.gid, user.name);
+    let caps = "+setuid,+setgid,+dac_override";
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(format!("--inh-caps={caps}"))
+        .arg(format!("--ambient-caps={caps}"))
+        .arg("--")
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "impersonation_by_a_non_root_server_with_file_capabilities_is_refused",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_TARGET, target)
+        .output()
+        .expect("run setpriv (util-linux)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "child as nobody with CAP_DAC_OVERRIDE failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+}
+
+/// In the child (uid 65534 with CAP_SETUID, CAP_SETGID, CAP_DAC_OVERRIDE effective).
+fn non_root_with_capabilities_child(target: &str) {
+    let mut fields = target.splitn(3, ':');
+    let uid: u32 = fields.next().unwrap().parse().unwrap();
+    let gid: u32 = fields.next().unwrap().parse().unwrap();
+    let name = fields.next().unwrap().to_owned();
+    assert_eq!(status_ids("Uid")[1], 65534);
+    assert_ne!(effective_capabilities() & CAP_DAC_OVERRIDE, 0);
+    let account = LocalAccount {
+        name,
+        uid,
+        gid,
+        groups: vec![gid],
+    };
+    let before = thread_identity();
+    let attempt = ImpersonationGuard::begin(&account).map(|guard| {
+        let during = thread_identity().fsuid;
+        drop(guard);
+        during
+    });
+    let e = attempt.expect_err("impersonated while keeping CAP_DAC_OVERRIDE");
+    assert!(
+        matches!(&e, ImpersonationError::FileCapabilitiesKept { capabilities, euid: 65534, no_setuid_fixup: false, .. }
+            if *capabilities == ["CAP_DAC_OVERRIDE"]),
+        "{e:?}"
+    );
+    let message = e.to_string();
+    assert!(message.contains("CAP_DAC_OVERRIDE"), "{message}");
+    assert!(message.contains("65534"), "{message}");
+    assert_eq!(thread_identity(), before, "the identity was restored");
+    assert!(!is_impersonating());
+    println!("child as nobody: {message}");
+}
+
+// --- exact account names (issue 12) -------------------------------------------------------
+
+#[test]
+fn impersonation_account_names_match_exactly() {
+    assert_root_test_process();
+    let user = LocalUser::create();
+    for spelling in [user.name.to_uppercase(), format!("{} ", user.name)] {
+        match LocalAccount::lookup(&spelling) {
+            Err(ImpersonationError::NoSuchAccount { account }) => assert_eq!(account, spelling),
+            other => panic!("`{spelling}`: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        LocalAccount::lookup("ROOT"),
+        Err(ImpersonationError::NoSuchAccount { .. })
+    ));
+}

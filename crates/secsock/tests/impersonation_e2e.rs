@@ -465,3 +465,281 @@ async fn impersonation_through_the_async_api() {
     assert_eq!(during, (user.uid, user.gid));
     assert_eq!(after, ROOT);
 }
+
+#[test]
+fn impersonation_of_a_system_account_needs_allow_system_account_in_the_policy() {
+    let system = LocalUser::create_with(&["--user-group", "--system"]);
+    let scratch = scratch();
+    let domain = TrustDomain::new("example.test");
+    let client = client_platform(&domain);
+    let settings = SecuritySettings::new().user_credentials(&system.name, "EXAMPLE.TEST", "pencil");
+
+    // `{name}` maps the peer to a system account: refused, naming the policy key.
+    let server = server_host(
+        &domain,
+        &format!("{}{}", users_section("required"), user_rule("EXAMPLE.TEST")),
+    );
+    add_test_user(&users_file(&server), &system.name, "EXAMPLE.TEST", "pencil");
+    let srv = impersonating_server(server.platform(), &scratch);
+    let system_refused = refused(srv.serve(&client, &settings));
+    assert!(
+        matches!(&system_refused.error, ImpersonationError::SystemAccount { account, uid, .. }
+            if *account == system.name && *uid == system.uid),
+        "{:?}",
+        system_refused.error
+    );
+    assert!(system_refused
+        .error
+        .to_string()
+        .contains("allow_system_account = true"));
+
+    // The rule that names it with `allow_system_account = true`: impersonated.
+    let server = domain.host_with(
+        "server-2",
+        &[San::Dns("server.example.test")],
+        &format!(
+            "{}[[accounts]]\nprincipal = \"user:{name}@EXAMPLE.TEST\"\nuser = \"{name}\"\nallow_system_account = true\n",
+            users_section("required"),
+            name = system.name
+        ),
+        |_| {},
+    );
+    add_test_user(&users_file(&server), &system.name, "EXAMPLE.TEST", "pencil");
+    let srv = impersonating_server(server.platform(), &scratch);
+    assert_acted_as(&system, &impersonated(srv.serve(&client, &settings)));
+}
+
+// --- the async helper `run_as_peer` (issue 12, item 13) ----------------------------------
+
+#[cfg(feature = "tokio")]
+mod run_as_peer {
+    use super::*;
+    use secsock::impersonate::ImpersonationGuard;
+    use std::sync::atomic::AtomicBool;
+    use support::async_fixtures::{connect_async_with, listen_async, AsyncStream};
+    use tokio::runtime::{Builder, Runtime};
+
+    /// A server host whose policy maps `user`'s password identity to `user`.
+    fn server_for(domain: &TrustDomain, user: &LocalUser) -> Host {
+        let server = server_host(
+            domain,
+            &format!("{}{}", users_section("required"), user_rule("EXAMPLE.TEST")),
+        );
+        add_test_user(&users_file(&server), &user.name, "EXAMPLE.TEST", "pencil");
+        server
+    }
+
+    /// One connection from a client that proves `user`: the server's and the client's
+    /// streams, made on `runtime`.
+    fn accepted(runtime: &Runtime, user: &LocalUser) -> (AsyncStream, AsyncStream) {
+        let domain = TrustDomain::new("example.test");
+        let server = server_for(&domain, user);
+        let client = client_platform(&domain);
+        let name = user.name.clone();
+        runtime.block_on(async move {
+            let listener = listen_async(server.platform(), &SecuritySettings::new(), 4);
+            let addr = listener.local_addr().unwrap();
+            let settings =
+                SecuritySettings::new().user_credentials(&name, "EXAMPLE.TEST", "pencil");
+            let (accepted, connected) = tokio::join!(
+                listener.accept(),
+                connect_async_with(&client, &settings, target("server.example.test"), addr)
+            );
+            (accepted.unwrap(), connected.unwrap())
+        })
+    }
+
+    /// A runtime with a single blocking thread, so that consecutive blocking tasks run on
+    /// the same thread, counting the threads it starts.
+    fn runtime_with_one_blocking_thread(started: Arc<AtomicUsize>) -> Runtime {
+        Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(1)
+            .on_thread_start(move || {
+                started.fetch_add(1, Ordering::SeqCst);
+            })
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn impersonation_run_as_peer_acts_as_the_peer_on_a_blocking_thread_and_reverts() {
+        assert_eq!(thread_fs_ids(), ROOT, "the tests run as root");
+        let user = LocalUser::create();
+        let scratch = scratch();
+        let runtime = runtime_with_one_blocking_thread(Arc::default());
+        let (server, _client) = accepted(&runtime, &user);
+
+        let path = scratch.dir.path().join("by-run-as-peer");
+        let secret = scratch.secret.clone();
+        let (ids, impersonating, owner, secret_read) = runtime
+            .block_on(server.run_as_peer({
+                let path = path.clone();
+                move || {
+                    fs::write(&path, b"x").unwrap();
+                    let owner = fs::metadata(&path).map(|m| (m.uid(), m.gid())).unwrap();
+                    (
+                        thread_fs_ids(),
+                        is_impersonating(),
+                        owner,
+                        fs::read(&secret).map_err(|e| e.kind()),
+                    )
+                }
+            }))
+            .unwrap();
+        assert_eq!(ids, (user.uid, user.gid));
+        assert!(impersonating);
+        assert_eq!(owner, (user.uid, user.gid));
+        assert_eq!(secret_read, Err(io::ErrorKind::PermissionDenied));
+        assert_eq!(
+            thread_fs_ids(),
+            ROOT,
+            "the calling thread was never the peer"
+        );
+        // The blocking thread (the only one) is itself again.
+        let after = runtime
+            .block_on(runtime.spawn_blocking(|| (thread_fs_ids(), is_impersonating())))
+            .unwrap();
+        assert_eq!(after, (ROOT, false));
+    }
+
+    #[test]
+    fn impersonation_run_as_peer_reverts_when_the_closure_panics_and_resumes_the_panic() {
+        let user = LocalUser::create();
+        let runtime = runtime_with_one_blocking_thread(Arc::default());
+        let (server, _client) = accepted(&runtime, &user);
+
+        let panicked = runtime.block_on(async move {
+            tokio::spawn(async move {
+                server
+                    .run_as_peer(|| -> () { panic!("the handler failed as the peer (expected)") })
+                    .await
+            })
+            .await
+        });
+        let e = panicked.expect_err("the panic was resumed on the calling task");
+        assert!(e.is_panic());
+        let after = runtime
+            .block_on(runtime.spawn_blocking(|| (thread_fs_ids(), is_impersonating())))
+            .unwrap();
+        assert_eq!(
+            after,
+            (ROOT, false),
+            "the blocking thread reverted while unwinding"
+        );
+    }
+
+    #[test]
+    fn impersonation_run_as_peer_from_an_impersonating_thread_starts_no_thread() {
+        let user = LocalUser::create();
+        let other = LocalUser::create();
+        let started = Arc::new(AtomicUsize::new(0));
+        // The connection is made on a runtime of its own (which starts threads of its
+        // own); the helper is then called on a fresh runtime that counts its threads.
+        let setup = Builder::new_multi_thread().enable_all().build().unwrap();
+        let (server, _client) = accepted(&setup, &user);
+        let ran = Arc::new(AtomicBool::new(false));
+        let (started_in, ran_in) = (started.clone(), ran.clone());
+        let other_account = other.account.clone();
+        std::thread::spawn(move || {
+            let runtime = runtime_with_one_blocking_thread(started_in.clone());
+            let call = |server: &AsyncStream| {
+                let ran = ran_in.clone();
+                runtime.block_on(server.run_as_peer(move || ran.store(true, Ordering::SeqCst)))
+            };
+
+            // This thread impersonates (secsock's bookkeeping knows it).
+            let guard = ImpersonationGuard::begin(&other_account).unwrap();
+            let e = call(&server).expect_err("ran the helper from an impersonating thread");
+            assert!(
+                matches!(&e, ImpersonationError::ThreadImpersonating { fsuid, inherited: false, .. }
+                    if *fsuid == other_account.uid),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains("acting as another account"), "{e}");
+            assert_eq!(
+                started_in.load(Ordering::SeqCst),
+                0,
+                "no thread was started"
+            );
+
+            // A thread started from here inherits the identity but not the bookkeeping:
+            // the kernel's view refuses it too.
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        let runtime = runtime_with_one_blocking_thread(started_in.clone());
+                        let ran = ran_in.clone();
+                        let e = runtime
+                            .block_on(server.run_as_peer(move || ran.store(true, Ordering::SeqCst)))
+                            .expect_err("ran the helper from a thread that inherited an identity");
+                        assert!(
+                            matches!(
+                                &e,
+                                ImpersonationError::ThreadImpersonating {
+                                    inherited: true,
+                                    ..
+                                }
+                            ),
+                            "{e:?}"
+                        );
+                    })
+                    .join()
+                    .unwrap();
+            });
+            assert_eq!(
+                started_in.load(Ordering::SeqCst),
+                0,
+                "no thread was started"
+            );
+            assert!(!ran_in.load(Ordering::SeqCst));
+
+            // Reverted, the same call starts the blocking thread and runs.
+            drop(guard);
+            call(&server).unwrap();
+            assert_eq!(started_in.load(Ordering::SeqCst), 1);
+        })
+        .join()
+        .unwrap();
+        assert!(ran.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn impersonation_run_as_peer_refuses_a_blocking_thread_that_inherited_an_identity() {
+        let user = LocalUser::create();
+        let other = LocalUser::create();
+        let runtime = runtime_with_one_blocking_thread(Arc::default());
+        let (server, _client) = accepted(&runtime, &user);
+
+        // Misuse elsewhere: a thread that impersonates hands work to the pool, which
+        // starts its (only) blocking thread from there — as `other`.
+        let handle = runtime.handle().clone();
+        let other_account = other.account.clone();
+        let pool_ids = std::thread::spawn(move || {
+            let _guard = ImpersonationGuard::begin(&other_account).unwrap();
+            handle
+                .block_on(handle.spawn_blocking(thread_fs_ids))
+                .unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            pool_ids,
+            (other.uid, other.gid),
+            "the pool thread inherited"
+        );
+
+        // The helper, called correctly, gets that thread: it refuses to work there.
+        let ran = Arc::new(AtomicBool::new(false));
+        let ran_in = ran.clone();
+        let e = runtime
+            .block_on(server.run_as_peer(move || ran_in.store(true, Ordering::SeqCst)))
+            .expect_err("impersonated on a blocking thread that was someone else already");
+        assert!(
+            matches!(&e, ImpersonationError::ThreadImpersonating { fsuid, inherited: true, .. }
+                if *fsuid == other.uid),
+            "{e:?}"
+        );
+        assert!(!ran.load(Ordering::SeqCst));
+    }
+}

@@ -2055,21 +2055,25 @@ pub mod local_accounts {
 
         /// A user that is also a member of `groups`.
         pub fn create_in(groups: &[&LocalGroup]) -> LocalUser {
-            let name = unique_account_name();
             let members = groups
                 .iter()
                 .map(|g| g.name.as_str())
                 .collect::<Vec<_>>()
                 .join(",");
-            let mut args = vec![
-                "--no-create-home",
-                "--user-group",
-                "--shell",
-                "/usr/sbin/nologin",
-            ];
+            let mut options = vec!["--user-group"];
             if !members.is_empty() {
-                args.extend(["--groups", members.as_str()]);
+                options.extend(["--groups", members.as_str()]);
             }
+            LocalUser::create_with(&options)
+        }
+
+        /// A user created by `useradd` with `options` (besides no home and no login
+        /// shell), e.g. `["--user-group", "--system"]` for a uid below `UID_MIN`, or
+        /// `["--no-user-group", "--gid", "0"]` for primary group root.
+        pub fn create_with(options: &[&str]) -> LocalUser {
+            let name = unique_account_name();
+            let mut args = vec!["--no-create-home", "--shell", "/usr/sbin/nologin"];
+            args.extend_from_slice(options);
             args.push(&name);
             run_admin("useradd", &args).unwrap();
             // From here on, Drop removes the user even if the lookup fails.
