@@ -100,6 +100,16 @@ pub enum UsageError {
     /// `listen` on a socket that was not bound.
     #[error("listen needs a local address first: call bind")]
     NotBound,
+    /// The call would start threads, and the calling thread is impersonating a peer: every
+    /// thread it started would run as that peer (a new thread copies the creating thread's
+    /// credentials), and could never revert.
+    #[error("{call} starts threads and must not be called from a thread that acts as a peer: {reason}")]
+    WouldSpawnImpersonated {
+        /// The call.
+        call: &'static str,
+        /// Why the thread counts as impersonating.
+        reason: String,
+    },
     /// The peer address is of another family than the socket.
     #[error("cannot {call} {addr} with an {family} socket")]
     WrongFamily {

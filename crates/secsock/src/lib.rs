@@ -42,6 +42,7 @@ mod constraints;
 mod deadline;
 pub mod error;
 pub mod fallback;
+pub mod handshakes;
 pub mod impersonate;
 pub mod info;
 pub mod listener;

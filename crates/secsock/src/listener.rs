@@ -4,20 +4,28 @@
 //!
 //! What an accepted connection must satisfy is the listener's [`Admission`], shared with
 //! the async front end: the mode (TLS; peek first with `ALLOW_INSECURE`; none with
-//! `SKIP_ENFORCEMENT`) and the peer target names that apply to the client's address.
+//! `SKIP_ENFORCEMENT`), the peer target names that apply to the client's address, and the
+//! bound on handshakes in progress from the client's source (see `handshakes`).
+//!
+//! [`SecureListener::accept`] runs handshakes concurrently, each on a thread of its own
+//! started by one acceptor thread, and hands out connections in the order their
+//! handshakes complete: a slow or silent peer delays nobody else.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use rustls::ServerConfig;
 
 use crate::error::Peer;
-use crate::error::{Error, NegotiationError};
+use crate::error::{Error, NegotiationError, UsageError};
 use crate::fallback::{self, FirstBytes, CLEAR_TEXT_WAIT};
+pub use crate::handshakes::DEFAULT_MAX_HANDSHAKES;
+use crate::handshakes::{SourceCounts, SourceKey, DEFAULT_MAX_HANDSHAKES_PER_SOURCE};
 use crate::name::PeerTargetName;
 use crate::peers::{AddressPrefix, PeerNames};
 use crate::session::{negotiation_io_error, Clear, Session};
@@ -25,6 +33,7 @@ use crate::settings::SecuritySettings;
 use crate::socket::Secured;
 use crate::stream::SecureStream;
 use crate::tls::client_hello_offers;
+
 
 /// How an accepted connection is treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +58,25 @@ pub(crate) struct Admission {
     /// Server configurations restricted to a set of names, built once per set (and per
     /// whether the user-authentication ALPN is offered).
     restricted: Mutex<HashMap<RestrictedKey, Arc<ServerConfig>>>,
+    /// Handshakes in progress per source address.
+    sources: Mutex<SourceCounts>,
+}
+
+/// One handshake in progress, counted against its source until dropped.
+#[derive(Debug)]
+pub(crate) struct SourceSlot {
+    admission: Arc<Admission>,
+    key: SourceKey,
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        self.admission
+            .sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .end(self.key);
+    }
 }
 
 impl Admission {
@@ -57,6 +85,7 @@ impl Admission {
             secured,
             names: RwLock::default(),
             restricted: Mutex::default(),
+            sources: Mutex::new(SourceCounts::new(DEFAULT_MAX_HANDSHAKES_PER_SOURCE)),
         };
         if let Some(name) = name {
             admission.bind(name, AddressPrefix::Any);
@@ -145,12 +174,160 @@ impl Admission {
     pub(crate) fn clear(&self, reason: NegotiationError) -> Clear {
         Clear::new(reason, &self.secured.ctx)
     }
+
+    /// Counts a handshake from `ip` against its source, or refuses it (`None`: close the
+    /// connection at once) when the source already has the most handshakes in progress it
+    /// may have. Refusals are logged at most once a second.
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<SourceSlot> {
+        let key = SourceKey::of(ip);
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        if sources.try_start(key) {
+            return Some(SourceSlot {
+                admission: self.clone(),
+                key,
+            });
+        }
+        if let Some(count) = sources.refused(Instant::now()) {
+            tracing::warn!(
+                "closed {count} connection(s) at once (the latest from {ip}): their source had \
+                 {} handshakes in progress, the most one source may have \
+                 (set_max_handshakes_per_source)",
+                sources.limit()
+            );
+        }
+        None
+    }
+
+    /// See [`SecureListener::set_max_handshakes_per_source`].
+    pub(crate) fn set_max_handshakes_per_source(&self, max: usize) {
+        self.sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_limit(max);
+    }
+}
+
+/// Accepts the next TCP connection whose source may start a handshake; connections over
+/// their source's limit are closed at once (shared by both accept calls; the async front
+/// end does the same with its own accept).
+fn accept_admitted(
+    listener: &TcpListener,
+    admission: &Arc<Admission>,
+) -> io::Result<PendingStream> {
+    loop {
+        let (socket, peer_addr) = listener.accept()?;
+        if let Some(slot) = admission.admit(peer_addr.ip()) {
+            return Ok(PendingStream {
+                socket,
+                peer_addr,
+                accepted: Instant::now(),
+                admission: admission.clone(),
+                _slot: slot,
+            });
+        }
+    }
+}
+
+/// The handshakes `SecureListener::accept` runs: each on a thread of its own, started by
+/// one acceptor thread; their outcomes wait in completion order for `accept`.
+#[derive(Debug)]
+struct HandshakePool {
+    state: Mutex<PoolState>,
+    /// Signalled when an outcome arrives, when one is taken, and when the pool closes.
+    changed: Condvar,
+    /// Handshakes running plus outcomes not yet taken, at most.
+    max: Arc<AtomicUsize>,
+}
+
+#[derive(Debug, Default)]
+struct PoolState {
+    running: usize,
+    done: VecDeque<Result<SecureStream, Error>>,
+    closed: bool,
+}
+
+/// How long the acceptor waits after the listening socket failed (say, no descriptor left)
+/// before it tries again, rather than spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+impl HandshakePool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An outcome for `accept`.
+    fn finish(&self, outcome: Result<SecureStream, Error>, ran: bool) {
+        let mut state = self.lock();
+        if ran {
+            state.running -= 1;
+        }
+        if !state.closed {
+            state.done.push_back(outcome);
+        }
+        self.changed.notify_all();
+    }
+
+    /// The acceptor: accepts while there is room, starts each handshake on its own thread.
+    fn run(self: Arc<Self>, listener: Arc<TcpListener>, admission: Arc<Admission>) {
+        loop {
+            {
+                let mut state = self.lock();
+                while !state.closed
+                    && state.running + state.done.len() >= self.max.load(Ordering::Relaxed)
+                {
+                    state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+                }
+                if state.closed {
+                    return;
+                }
+            }
+            let pending = match accept_admitted(&listener, &admission) {
+                Ok(pending) => pending,
+                Err(e) => {
+                    if self.lock().closed {
+                        return;
+                    }
+                    self.finish(Err(Error::Io(e)), false);
+                    std::thread::sleep(ACCEPT_BACKOFF);
+                    continue;
+                }
+            };
+            self.lock().running += 1;
+            let pool = self.clone();
+            let started = std::thread::Builder::new()
+                .name("secsock-handshake".into())
+                .spawn(move || {
+                    let outcome = pending.handshake();
+                    pool.finish(outcome, true);
+                });
+            if let Err(e) = started {
+                // The connection went with the closure: it is closed.
+                self.finish(Err(Error::Io(e)), true);
+            }
+        }
+    }
 }
 
 /// A listening socket whose accepted connections are secured.
 pub struct SecureListener {
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     admission: Arc<Admission>,
+    /// Started by the first `accept`.
+    pool: Mutex<Option<Arc<HandshakePool>>>,
+    max_handshakes: Arc<AtomicUsize>,
+}
+
+impl Drop for SecureListener {
+    fn drop(&mut self) {
+        let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(pool) = pool {
+            pool.lock().closed = true;
+            pool.changed.notify_all();
+            // Wakes the acceptor blocked in accept(2) (Linux: the listening socket stops
+            // listening); the descriptor closes when the acceptor lets go of it.
+            let _ = socket2::SockRef::from(&*self.listener).shutdown(Shutdown::Read);
+        }
+    }
 }
 
 impl std::fmt::Debug for SecureListener {
@@ -165,30 +342,85 @@ impl std::fmt::Debug for SecureListener {
 impl SecureListener {
     pub(crate) fn new(listener: TcpListener, admission: Arc<Admission>) -> Self {
         Self {
-            listener,
+            listener: Arc::new(listener),
             admission,
+            pool: Mutex::new(None),
+            max_handshakes: Arc::new(AtomicUsize::new(DEFAULT_MAX_HANDSHAKES)),
         }
     }
 
-    /// Accepts one connection and secures it in the calling thread. A peer that fails the
-    /// handshake yields an error for that connection only; keep accepting. Servers that
-    /// must not let one slow peer delay the next use [`accept_pending`](Self::accept_pending)
-    /// and run each handshake on its own thread.
+    /// The next connection whose handshake completed, or the error of one that failed (a
+    /// peer's failure is that connection's only: keep accepting).
+    ///
+    /// Handshakes run concurrently, each on a thread of its own, at most
+    /// [`max_concurrent_handshakes`](Self::set_max_concurrent_handshakes) at once and at
+    /// most [`max_handshakes_per_source`](Self::set_max_handshakes_per_source) from one
+    /// source; connections are handed out in the order their handshakes complete, so a
+    /// slow or silent peer delays nobody. The first call starts the thread that accepts;
+    /// it fails with [`UsageError::WouldSpawnImpersonated`] on a thread that is
+    /// impersonating a peer (every thread it started would run as that peer). Fails with
+    /// an I/O error when the listening socket itself fails.
     pub fn accept(&self) -> Result<SecureStream, Error> {
-        self.accept_pending()?.handshake()
+        let pool = self.pool()?;
+        let mut state = pool.lock();
+        loop {
+            if let Some(outcome) = state.done.pop_front() {
+                pool.changed.notify_all();
+                return outcome;
+            }
+            state = pool.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// The handshake pool, started on first use.
+    fn pool(&self) -> Result<Arc<HandshakePool>, Error> {
+        let mut slot = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pool) = slot.as_ref() {
+            return Ok(pool.clone());
+        }
+        crate::impersonate::thread_may_spawn().map_err(|e| UsageError::WouldSpawnImpersonated {
+            call: "accept",
+            reason: e.to_string(),
+        })?;
+        let pool = Arc::new(HandshakePool {
+            state: Mutex::default(),
+            changed: Condvar::new(),
+            max: self.max_handshakes.clone(),
+        });
+        let (acceptor, listener, admission) =
+            (pool.clone(), self.listener.clone(), self.admission.clone());
+        std::thread::Builder::new()
+            .name("secsock-accept".into())
+            .spawn(move || acceptor.run(listener, admission))?;
+        *slot = Some(pool.clone());
+        Ok(pool)
     }
 
     /// Accepts one TCP connection without securing it yet: call
-    /// [`PendingStream::handshake`] (for instance on a worker thread). No application byte
-    /// can be read or written before that succeeds.
+    /// [`PendingStream::handshake`] (on a thread of your own). No application byte can be
+    /// read or written before that succeeds. A connection from a source that has
+    /// [`max_handshakes_per_source`](Self::set_max_handshakes_per_source) handshakes
+    /// pending already is closed at once, and the next one accepted. Do not mix with
+    /// [`accept`](Self::accept), whose thread accepts too.
     pub fn accept_pending(&self) -> io::Result<PendingStream> {
-        let (socket, peer_addr) = self.listener.accept()?;
-        Ok(PendingStream {
-            socket,
-            peer_addr,
-            accepted: Instant::now(),
-            admission: self.admission.clone(),
-        })
+        accept_admitted(&self.listener, &self.admission)
+    }
+
+    /// Limits how many handshakes [`accept`](Self::accept) runs at once (at least 1;
+    /// default [`DEFAULT_MAX_HANDSHAKES`]), outcomes waiting to be taken included. While
+    /// at the limit, new TCP connections wait in the listen backlog.
+    pub fn set_max_concurrent_handshakes(&mut self, max: usize) {
+        self.max_handshakes.store(max.max(1), Ordering::Relaxed);
+    }
+
+    /// Limits how many handshakes may be pending at once from one source, an IPv4 address
+    /// or an IPv6 /64 (at least 1; default
+    /// [`DEFAULT_MAX_HANDSHAKES_PER_SOURCE`](crate::handshakes::DEFAULT_MAX_HANDSHAKES_PER_SOURCE)):
+    /// a connection beyond it is closed at once, so that one host cannot hold every
+    /// handshake slot with idle connections. Counts what [`accept`](Self::accept) runs and
+    /// every [`PendingStream`] not yet handshaked or dropped.
+    pub fn set_max_handshakes_per_source(&mut self, max: usize) {
+        self.admission.set_max_handshakes_per_source(max);
     }
 
     /// Allows `name` to connect from `peers` (`WSASetSocketPeerTargetName` on a listener).
@@ -240,6 +472,8 @@ pub struct PendingStream {
     peer_addr: SocketAddr,
     accepted: Instant,
     admission: Arc<Admission>,
+    /// Counts this handshake against its source until it ended (or was dropped).
+    _slot: SourceSlot,
 }
 
 /// What a listener with `ALLOW_INSECURE` saw first.
@@ -322,50 +556,111 @@ impl PendingStream {
             .unwrap_or(false))
     }
 
-    /// Peeks at up to `limit` bytes until `decide` gives an answer or `deadline` passes;
-    /// also says how many bytes it last saw.
+    /// See [`peek_until`].
     fn peek_until<T>(
         &self,
         deadline: Instant,
         limit: usize,
-        decide: impl Fn(&[u8]) -> Option<T>,
+        decide: impl FnMut(&[u8]) -> Option<T>,
     ) -> Result<(Option<T>, usize), Error> {
-        let mut buf = vec![0u8; limit];
-        let mut seen = 0;
-        loop {
-            let Some(left) = deadline
-                .checked_duration_since(Instant::now())
-                .filter(|d| !d.is_zero())
-            else {
-                return Ok((None, seen));
-            };
-            self.socket.set_read_timeout(Some(left))?;
-            match self.socket.peek(&mut buf) {
-                Ok(0) => return Err(NegotiationError::PeerClosed { peer: Peer::Client }.into()),
-                Ok(n) => {
-                    seen = n;
-                    if let Some(verdict) = decide(&buf[..n]) {
-                        return Ok((Some(verdict), n));
-                    }
-                    if n == limit {
-                        return Ok((None, n));
-                    }
-                    // More is arriving in pieces: look again shortly.
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // A client that resets while we look is that client's failure.
-                Err(e) => return Err(negotiation_io_error(e, Peer::Client, CLEAR_TEXT_WAIT)),
-            }
-        }
+        peek_until(&self.socket, deadline, limit, decide)
     }
+}
+
+/// Peeks at up to `limit` bytes of what the client sent until `decide` gives an answer or
+/// `deadline` passes; also says how many bytes it last saw. `decide` sees the bytes only
+/// when more have arrived: after each look, the socket's receive low-water mark is set one
+/// byte above what was seen, so that the next peek waits for new bytes instead of
+/// returning (and being parsed) again at once. The mark is back at one byte on return.
+fn peek_until<T>(
+    socket: &TcpStream,
+    deadline: Instant,
+    limit: usize,
+    mut decide: impl FnMut(&[u8]) -> Option<T>,
+) -> Result<(Option<T>, usize), Error> {
+    let mut buf = vec![0u8; limit];
+    let mut seen = 0;
+    let outcome = (|| loop {
+        let Some(left) = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+        else {
+            return Ok((None, seen));
+        };
+        socket.set_read_timeout(Some(left))?;
+        match socket.peek(&mut buf) {
+            Ok(0) => return Err(NegotiationError::PeerClosed { peer: Peer::Client }.into()),
+            Ok(n) if n > seen => {
+                seen = n;
+                if let Some(verdict) = decide(&buf[..n]) {
+                    return Ok((Some(verdict), n));
+                }
+                if n == limit {
+                    return Ok((None, n));
+                }
+                crate::sys::set_receive_low_water_mark(socket.as_fd(), n + 1)?;
+            }
+            // Nothing new (the wait ended at the deadline): the loop checks it.
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) => {}
+            // A client that resets while we look is that client's failure.
+            Err(e) => return Err(negotiation_io_error(e, Peer::Client, CLEAR_TEXT_WAIT)),
+        }
+    })();
+    if seen > 0 {
+        let _ = crate::sys::set_receive_low_water_mark(socket.as_fd(), 1);
+    }
+    outcome
 }
 
 /// The most a listener peeks at to read a ClientHello's ALPN (a ClientHello with a
 /// post-quantum key share is about 1.5 KB; rustls refuses more than 64 KiB anyway).
 pub(crate) const PEEK_LIMIT: usize = 16 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::sync::mpsc;
+
+    /// Attack (issue 12, item 6): the ClientHello peek re-read and re-parsed up to 16 KiB
+    /// every 5 ms while a client trickled (or stalled in) its hello. Now it looks again only
+    /// when new bytes arrived.
+    #[test]
+    fn the_peek_looks_again_only_when_more_bytes_arrived() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let (looked, looks) = mpsc::channel();
+        let peeking = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let outcome = peek_until(&server, deadline, 100, |bytes| {
+                looked.send(bytes.len()).unwrap();
+                (bytes.len() >= 10).then_some(bytes.len())
+            });
+            // The low-water mark is back at one byte: a read returns what is there.
+            server
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut all = [0u8; 16];
+            let read = (&server).read(&mut all).unwrap();
+            (outcome.unwrap(), read)
+        });
+        client.write_all(b"abc").unwrap();
+        assert_eq!(looks.recv().unwrap(), 3);
+        // Nothing new arrives: no second look (the old peek looked every 5 ms).
+        assert!(looks.recv_timeout(Duration::from_millis(300)).is_err());
+        client.write_all(b"defg").unwrap();
+        assert_eq!(looks.recv().unwrap(), 7);
+        client.write_all(b"hij").unwrap();
+        assert_eq!(looks.recv().unwrap(), 10);
+        let (outcome, read) = peeking.join().unwrap();
+        assert_eq!(outcome, (Some(10), 10));
+        assert_eq!(read, 10);
+        assert!(looks.try_recv().is_err(), "exactly three looks");
+    }
+}

@@ -10,7 +10,8 @@
 //! goes through one kind of call whose behaviour does not depend on the C library.
 //!
 //! It also holds the NSS lookups (`getpwnam_r`, `getgrouplist`) that turn an account name
-//! into ids, and `capget` for the calling thread's effective capabilities.
+//! into ids, `capget` for the calling thread's effective capabilities, and the one socket
+//! option neither std nor socket2 offers (`SO_RCVLOWAT`).
 //!
 //! What it is not for: deciding anything. Which identity to switch to, in which order, and
 //! how to undo it is [`crate::impersonate`]'s business; these functions only make one call
@@ -339,6 +340,36 @@ pub(crate) fn group_list(name: &CStr, gid: u32) -> io::Result<Vec<u32>> {
     }
 }
 
+/// Sets `SO_RCVLOWAT` on a socket: a blocking receive, a peek included, then waits until at
+/// least `bytes` bytes are available (or its timeout passes, or the peer closes), and
+/// `poll` reports the socket readable only then. Neither std nor socket2 offers it; a
+/// listener uses it to wait for *more* of a ClientHello than it already peeked at, instead
+/// of peeking again and again at the same bytes.
+pub(crate) fn set_receive_low_water_mark(
+    socket: std::os::fd::BorrowedFd<'_>,
+    bytes: usize,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let value = c_int::try_from(bytes).unwrap_or(c_int::MAX).max(1);
+    // SAFETY: `socket` is a valid open descriptor for the duration of the call (it is
+    // borrowed); the option value is a c_int on our stack, passed with its exact size; the
+    // kernel only reads it.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&value as *const c_int).cast(),
+            std::mem::size_of::<c_int>() as libc::socklen_t,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,5 +573,32 @@ mod tests {
         // A primary group the account does not otherwise have is still listed.
         let groups = group_list(c"root", 54325).unwrap();
         assert!(groups.contains(&54325));
+    }
+
+    #[test]
+    fn receive_low_water_mark_makes_a_peek_wait_for_more_bytes() {
+        use std::io::Write;
+        use std::os::fd::AsFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        client.write_all(b"abc").unwrap();
+        server
+            .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(server.peek(&mut buf).unwrap(), 3);
+        set_receive_low_water_mark(server.as_fd(), 5).unwrap();
+        // Fewer than five bytes: the peek waits for its timeout and gives what is there.
+        let started = std::time::Instant::now();
+        let partial = server.peek(&mut buf);
+        assert!(started.elapsed() >= std::time::Duration::from_millis(150));
+        assert!(matches!(partial, Ok(3) | Err(_)), "{partial:?}");
+        // Once five are there, it returns at once with all of them.
+        client.write_all(b"de").unwrap();
+        assert_eq!(server.peek(&mut buf).unwrap(), 5);
+        set_receive_low_water_mark(server.as_fd(), 1).unwrap();
+        let not_a_socket = std::fs::File::open("/dev/null").unwrap();
+        assert!(set_receive_low_water_mark(not_a_socket.as_fd(), 1).is_err());
     }
 }

@@ -44,7 +44,7 @@ use crate::error::{Error, NegotiationError};
 use crate::fallback::{self, CLEAR_TEXT_WAIT};
 use crate::impersonate::{ImpersonationError, ImpersonationGuard};
 use crate::info::SecurityInfo;
-use crate::listener::{Admission, Mode, Peeked, PEEK_LIMIT};
+use crate::listener::{Admission, Mode, Peeked, SourceSlot, PEEK_LIMIT};
 use crate::name::PeerTargetName;
 use crate::peers::{AddressPrefix, PeerNames};
 use crate::platform::Platform;
@@ -207,8 +207,7 @@ async fn tcp_connect(
     }
 }
 
-/// How many handshakes a listener runs at once by default.
-pub const DEFAULT_MAX_HANDSHAKES: usize = 1024;
+pub use crate::handshakes::DEFAULT_MAX_HANDSHAKES;
 
 type Handshake = Result<SecureStream, Error>;
 
@@ -233,10 +232,8 @@ impl SecureListener {
         loop {
             let room = handshakes.len() < self.max_handshakes;
             ::tokio::select! {
-                accepted = self.listener.accept(), if room => {
-                    let (io, peer) = accepted?;
-                    let pending = PendingStream { io, peer_addr: peer, accepted: Instant::now(), admission: self.admission.clone() };
-                    handshakes.spawn(pending.handshake());
+                accepted = self.accept_pending(), if room => {
+                    handshakes.spawn(accepted?.handshake());
                 }
                 Some(done) = handshakes.join_next() => {
                     return done.unwrap_or_else(|e| Err(Error::Io(io::Error::other(format!("handshake task failed: {e}")))));
@@ -246,15 +243,28 @@ impl SecureListener {
     }
 
     /// Accepts one TCP connection without securing it yet; run
-    /// [`PendingStream::handshake`] on a task of your own.
+    /// [`PendingStream::handshake`] on a task of your own. A connection from a source that
+    /// has [`max_handshakes_per_source`](Self::set_max_handshakes_per_source) handshakes
+    /// pending already is closed at once, and the next one accepted.
     pub async fn accept_pending(&self) -> io::Result<PendingStream> {
-        let (io, peer_addr) = self.listener.accept().await?;
-        Ok(PendingStream {
-            io,
-            peer_addr,
-            accepted: Instant::now(),
-            admission: self.admission.clone(),
-        })
+        loop {
+            let (io, peer_addr) = self.listener.accept().await?;
+            if let Some(slot) = self.admission.admit(peer_addr.ip()) {
+                return Ok(PendingStream {
+                    io,
+                    peer_addr,
+                    accepted: Instant::now(),
+                    admission: self.admission.clone(),
+                    _slot: slot,
+                });
+            }
+        }
+    }
+
+    /// Limits how many handshakes may be pending at once from one source (an IPv4 address
+    /// or an IPv6 /64); see [`crate::SecureListener::set_max_handshakes_per_source`].
+    pub fn set_max_handshakes_per_source(&mut self, max: usize) {
+        self.admission.set_max_handshakes_per_source(max);
     }
 
     /// Allows `name` to connect from `peers`; see [`crate::SecureListener::set_peer_target_name`].
@@ -302,6 +312,8 @@ pub struct PendingStream {
     peer_addr: SocketAddr,
     accepted: Instant,
     admission: Arc<Admission>,
+    /// Counts this handshake against its source until it ended (or was dropped).
+    _slot: SourceSlot,
 }
 
 impl PendingStream {
@@ -389,35 +401,58 @@ impl PendingStream {
             .unwrap_or(false))
     }
 
-    /// Peeks at up to `limit` bytes until `decide` answers or `deadline` passes; also says
-    /// how many bytes it last saw.
+    /// See [`peek_until`].
     async fn peek_until<T>(
         &mut self,
         deadline: Instant,
         limit: usize,
-        decide: impl Fn(&[u8]) -> Option<T>,
+        decide: impl FnMut(&[u8]) -> Option<T>,
     ) -> Result<(Option<T>, usize), Error> {
-        let deadline = ::tokio::time::Instant::from_std(deadline);
-        let mut buf = vec![0u8; limit];
-        let mut seen = 0;
-        loop {
-            match ::tokio::time::timeout_at(deadline, self.io.peek(&mut buf)).await {
-                Err(_) => return Ok((None, seen)),
-                Ok(Ok(0)) => return Err(NegotiationError::PeerClosed { peer: Peer::Client }.into()),
-                Ok(Ok(n)) => {
-                    seen = n;
-                    if let Some(verdict) = decide(&buf[..n]) {
-                        return Ok((Some(verdict), n));
-                    }
-                    if n == limit {
-                        return Ok((None, n));
-                    }
-                    // More is arriving in pieces: look again shortly.
-                    ::tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        peek_until(&self.io, deadline, limit, decide).await
+    }
+}
+
+/// Peeks at up to `limit` bytes of what the client sent until `decide` answers or
+/// `deadline` passes; also says how many bytes it last saw. `decide` sees the bytes only
+/// when more have arrived: a look that finds nothing new clears the socket's readiness (in
+/// the same `try_io`, so that bytes arriving meanwhile are not missed), and the next look
+/// waits for the next readiness.
+async fn peek_until<T>(
+    io: &TcpStream,
+    deadline: Instant,
+    limit: usize,
+    mut decide: impl FnMut(&[u8]) -> Option<T>,
+) -> Result<(Option<T>, usize), Error> {
+    use ::tokio::io::Interest;
+    let deadline = ::tokio::time::Instant::from_std(deadline);
+    // A second descriptor of the same socket, for a synchronous peek inside `try_io`.
+    let peeker = std::net::TcpStream::from(io.as_fd().try_clone_to_owned()?);
+    let mut buf = vec![0u8; limit];
+    let mut seen = 0;
+    loop {
+        match ::tokio::time::timeout_at(deadline, io.readable()).await {
+            Err(_) => return Ok((None, seen)),
+            Ok(Err(e)) => return Err(negotiation_io_error(e, Peer::Client, CLEAR_TEXT_WAIT)),
+            Ok(Ok(())) => {}
+        }
+        let looked = io.try_io(Interest::READABLE, || match peeker.peek(&mut buf)? {
+            n if n > 0 && n <= seen => Err(io::ErrorKind::WouldBlock.into()),
+            n => Ok(n),
+        });
+        match looked {
+            Ok(0) => return Err(NegotiationError::PeerClosed { peer: Peer::Client }.into()),
+            Ok(n) => {
+                seen = n;
+                if let Some(verdict) = decide(&buf[..n]) {
+                    return Ok((Some(verdict), n));
                 }
-                // A client that resets while we look is that client's failure.
-                Ok(Err(e)) => return Err(negotiation_io_error(e, Peer::Client, CLEAR_TEXT_WAIT)),
+                if n == limit {
+                    return Ok((None, n));
+                }
             }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // A client that resets while we look is that client's failure.
+            Err(e) => return Err(negotiation_io_error(e, Peer::Client, CLEAR_TEXT_WAIT)),
         }
     }
 }

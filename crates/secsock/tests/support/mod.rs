@@ -3,6 +3,8 @@
 //! recording relay. Tests talk over real TCP on loopback.
 #![allow(dead_code)]
 
+pub mod flood;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -340,12 +342,21 @@ pub struct TestServer {
 }
 
 pub fn listen(platform: Arc<Platform>, settings: &SecuritySettings) -> SecureListener {
+    listen_with_backlog(platform, settings, 128)
+}
+
+/// Like [`listen`], with a listen backlog of `backlog`.
+pub fn listen_with_backlog(
+    platform: Arc<Platform>,
+    settings: &SecuritySettings,
+    backlog: i32,
+) -> SecureListener {
     let mut socket = SecureSocket::with_platform(Domain::IPV4, platform).unwrap();
     socket.set_security(settings).unwrap();
     socket
         .bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .unwrap();
-    socket.listen(128).unwrap()
+    socket.listen(backlog).unwrap()
 }
 
 pub fn serve<F>(platform: Arc<Platform>, handler: F) -> TestServer
