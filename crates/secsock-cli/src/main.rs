@@ -207,6 +207,11 @@ struct ServeArgs {
     /// Most handshakes in progress at once.
     #[arg(long, value_name = "N", default_value_t = 256)]
     max_handshakes: usize,
+    /// Most handshakes in progress at once from one source (an IPv4 address or an IPv6
+    /// /64); more connections from it are closed at once, so that one host cannot hold
+    /// every handshake slot with idle connections.
+    #[arg(long, value_name = "N", default_value_t = secsock::handshakes::DEFAULT_MAX_HANDSHAKES_PER_SOURCE)]
+    max_handshakes_per_source: usize,
 }
 
 #[derive(Args)]
@@ -495,6 +500,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         json: args.json,
         max_connections: args.max_connections,
         max_handshakes: args.max_handshakes,
+        max_handshakes_per_source: args.max_handshakes_per_source,
         settings: args.security.settings()?,
         allow_peers: args.allow_peer,
         impersonate: args.impersonate,

@@ -1,8 +1,10 @@
 //! `secsock serve`: a secured echo server on the async API, with bounded resources.
 //!
-//! - Handshakes run concurrently, at most `--max-handshakes` at once, each bounded by the
-//!   policy's handshake timeout (counted from the accept, so time spent waiting for a
-//!   handshake slot counts too: an overloaded server sheds load instead of queuing it).
+//! - Handshakes run concurrently, at most `--max-handshakes` at once and at most
+//!   `--max-handshakes-per-source` from one source address (more connections from it are
+//!   closed at once: one host cannot hold every slot), each bounded by the policy's
+//!   handshake timeout (counted from the accept, so time spent waiting for a handshake slot
+//!   counts too: an overloaded server sheds load instead of queuing it).
 //! - At most `--max-connections` connections are open at once. The default is what the
 //!   file-descriptor limit allows (the soft limit is first raised to the hard limit). A
 //!   connection beyond the cap is accepted and closed at once, with a log line: the client
@@ -35,6 +37,8 @@ pub struct Options {
     pub max_connections: Option<usize>,
     /// Handshakes in progress at once.
     pub max_handshakes: usize,
+    /// Handshakes in progress at once from one source address.
+    pub max_handshakes_per_source: usize,
     /// The listener's security settings.
     pub settings: SecuritySettings,
     /// The principals allowed to connect, and from where (empty: any proven principal).
@@ -110,15 +114,17 @@ async fn serve(options: Options, max_connections: usize) -> Result<()> {
     socket
         .bind(addr)
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let listener = socket.listen(4096)?;
+    let mut listener = socket.listen(4096)?;
+    listener.set_max_handshakes_per_source(options.max_handshakes_per_source);
     for (name, peers) in options.allow_peers {
         eprintln!("secsock: allowing {name} from {peers}");
         listener.set_peer_target_name(name, peers);
     }
     eprintln!("secsock: listening on {}", listener.local_addr()?);
     eprintln!(
-        "secsock: at most {max_connections} connections, {} handshakes at once",
-        options.max_handshakes
+        "secsock: at most {max_connections} connections, {} handshakes at once, {} from one source",
+        options.max_handshakes,
+        options.max_handshakes_per_source.max(1)
     );
     let connections = Arc::new(Semaphore::new(max_connections));
     let handshakes = Arc::new(Semaphore::new(options.max_handshakes.max(1)));

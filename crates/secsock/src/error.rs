@@ -103,7 +103,9 @@ pub enum UsageError {
     /// The call would start threads, and the calling thread is impersonating a peer: every
     /// thread it started would run as that peer (a new thread copies the creating thread's
     /// credentials), and could never revert.
-    #[error("{call} starts threads and must not be called from a thread that acts as a peer: {reason}")]
+    #[error(
+        "{call} starts threads and must not be called from a thread that acts as a peer: {reason}"
+    )]
     WouldSpawnImpersonated {
         /// The call.
         call: &'static str,

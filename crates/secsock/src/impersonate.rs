@@ -854,7 +854,6 @@ fn check_file_capabilities_dropped(account: &LocalAccount) -> Result<(), Imperso
 /// listener's concurrent handshakes. A pool thread about to act for an async helper calls
 /// it too: a thread that inherited an identity must not impersonate (reverting would
 /// bring it back to the inherited identity, not to the server's).
-#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) fn thread_may_spawn() -> Result<(), ImpersonationError> {
     let (fsuid, fsgid) = (sys::thread_fsuid(), sys::thread_fsgid());
     let (euid, egid) = sys::thread_effective_ids();

@@ -7,9 +7,9 @@
 //! `SKIP_ENFORCEMENT`), the peer target names that apply to the client's address, and the
 //! bound on handshakes in progress from the client's source (see `handshakes`).
 //!
-//! [`SecureListener::accept`] runs handshakes concurrently, each on a thread of its own
-//! started by one acceptor thread, and hands out connections in the order their
-//! handshakes complete: a slow or silent peer delays nobody else.
+//! [`SecureListener::accept`] runs handshakes concurrently, each on a worker thread of its
+//! own (reused from one handshake to the next), and hands out connections in the order
+//! their handshakes complete: a slow or silent peer delays nobody else.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -33,7 +33,6 @@ use crate::settings::SecuritySettings;
 use crate::socket::Secured;
 use crate::stream::SecureStream;
 use crate::tls::client_hello_offers;
-
 
 /// How an accepted connection is treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,27 +227,47 @@ fn accept_admitted(
     }
 }
 
-/// The handshakes `SecureListener::accept` runs: each on a thread of its own, started by
-/// one acceptor thread; their outcomes wait in completion order for `accept`.
+/// The handshakes `SecureListener::accept` runs. One acceptor thread accepts while there
+/// is room and queues each connection for a worker thread; a worker runs one handshake at a
+/// time and waits for the next, so each handshake in progress has a thread (a blocking
+/// handshake waits on its socket) without a thread being started per handshake. Workers
+/// are started as needed, up to the limit, and end after [`WORKER_IDLE`] without work.
+/// Outcomes wait in completion order for `accept`.
 #[derive(Debug)]
 struct HandshakePool {
     state: Mutex<PoolState>,
     /// Signalled when an outcome arrives, when one is taken, and when the pool closes.
     changed: Condvar,
-    /// Handshakes running plus outcomes not yet taken, at most.
+    /// Signalled when a connection is queued for a worker, and when the pool closes.
+    work: Condvar,
+    /// Handshakes queued or running plus outcomes not yet taken, at most.
     max: Arc<AtomicUsize>,
 }
 
 #[derive(Debug, Default)]
 struct PoolState {
+    queued: VecDeque<PendingStream>,
     running: usize,
+    /// Workers alive, and how many of them wait for work.
+    workers: usize,
+    idle: usize,
     done: VecDeque<Result<SecureStream, Error>>,
     closed: bool,
+}
+
+impl PoolState {
+    /// Connections accepted whose outcome `accept` has not taken yet.
+    fn load(&self) -> usize {
+        self.queued.len() + self.running + self.done.len()
+    }
 }
 
 /// How long the acceptor waits after the listening socket failed (say, no descriptor left)
 /// before it tries again, rather than spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How long a worker without work waits before it ends.
+const WORKER_IDLE: Duration = Duration::from_secs(10);
 
 impl HandshakePool {
     fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
@@ -256,54 +275,95 @@ impl HandshakePool {
     }
 
     /// An outcome for `accept`.
-    fn finish(&self, outcome: Result<SecureStream, Error>, ran: bool) {
+    fn finish(&self, outcome: Result<SecureStream, Error>) {
         let mut state = self.lock();
-        if ran {
-            state.running -= 1;
-        }
         if !state.closed {
             state.done.push_back(outcome);
         }
         self.changed.notify_all();
     }
 
-    /// The acceptor: accepts while there is room, starts each handshake on its own thread.
+    /// The acceptor: accepts while there is room and hands each connection to a worker.
     fn run(self: Arc<Self>, listener: Arc<TcpListener>, admission: Arc<Admission>) {
         loop {
             {
                 let mut state = self.lock();
-                while !state.closed
-                    && state.running + state.done.len() >= self.max.load(Ordering::Relaxed)
-                {
+                while !state.closed && state.load() >= self.max.load(Ordering::Relaxed) {
                     state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
                 }
                 if state.closed {
                     return;
                 }
             }
-            let pending = match accept_admitted(&listener, &admission) {
-                Ok(pending) => pending,
+            match accept_admitted(&listener, &admission) {
+                Ok(pending) => self.queue(pending),
                 Err(e) => {
                     if self.lock().closed {
                         return;
                     }
-                    self.finish(Err(Error::Io(e)), false);
+                    self.finish(Err(Error::Io(e)));
                     std::thread::sleep(ACCEPT_BACKOFF);
-                    continue;
+                }
+            }
+        }
+    }
+
+    /// Queues a connection for a worker, starting one if none is waiting.
+    fn queue(self: &Arc<Self>, pending: PendingStream) {
+        let mut state = self.lock();
+        state.queued.push_back(pending);
+        if state.idle > state.queued.len().saturating_sub(1) {
+            self.work.notify_one();
+            return;
+        }
+        state.workers += 1;
+        drop(state);
+        let pool = self.clone();
+        let started = std::thread::Builder::new()
+            .name("secsock-handshake".into())
+            .spawn(move || pool.work());
+        if let Err(e) = started {
+            let mut state = self.lock();
+            state.workers -= 1;
+            // Without a thread, the connection is closed; say so once.
+            if state.workers == 0 {
+                state.queued.pop_back();
+            }
+            drop(state);
+            self.finish(Err(Error::Io(e)));
+        }
+    }
+
+    /// A worker: runs queued handshakes one after another.
+    fn work(&self) {
+        loop {
+            let pending = {
+                let mut state = self.lock();
+                loop {
+                    if let Some(pending) = state.queued.pop_front() {
+                        state.running += 1;
+                        break pending;
+                    }
+                    if state.closed {
+                        state.workers -= 1;
+                        return;
+                    }
+                    state.idle += 1;
+                    let (next, waited) = self
+                        .work
+                        .wait_timeout(state, WORKER_IDLE)
+                        .unwrap_or_else(|p| p.into_inner());
+                    state = next;
+                    state.idle -= 1;
+                    if waited.timed_out() && state.queued.is_empty() {
+                        state.workers -= 1;
+                        return;
+                    }
                 }
             };
-            self.lock().running += 1;
-            let pool = self.clone();
-            let started = std::thread::Builder::new()
-                .name("secsock-handshake".into())
-                .spawn(move || {
-                    let outcome = pending.handshake();
-                    pool.finish(outcome, true);
-                });
-            if let Err(e) = started {
-                // The connection went with the closure: it is closed.
-                self.finish(Err(Error::Io(e)), true);
-            }
+            let outcome = pending.handshake();
+            self.lock().running -= 1;
+            self.finish(outcome);
         }
     }
 }
@@ -321,8 +381,14 @@ impl Drop for SecureListener {
     fn drop(&mut self) {
         let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(pool) = pool {
-            pool.lock().closed = true;
+            let queued = {
+                let mut state = pool.lock();
+                state.closed = true;
+                std::mem::take(&mut state.queued)
+            };
+            drop(queued);
             pool.changed.notify_all();
+            pool.work.notify_all();
             // Wakes the acceptor blocked in accept(2) (Linux: the listening socket stops
             // listening); the descriptor closes when the acceptor lets go of it.
             let _ = socket2::SockRef::from(&*self.listener).shutdown(Shutdown::Read);
@@ -352,7 +418,7 @@ impl SecureListener {
     /// The next connection whose handshake completed, or the error of one that failed (a
     /// peer's failure is that connection's only: keep accepting).
     ///
-    /// Handshakes run concurrently, each on a thread of its own, at most
+    /// Handshakes run concurrently, each on a worker thread of its own, at most
     /// [`max_concurrent_handshakes`](Self::set_max_concurrent_handshakes) at once and at
     /// most [`max_handshakes_per_source`](Self::set_max_handshakes_per_source) from one
     /// source; connections are handed out in the order their handshakes complete, so a
@@ -385,6 +451,7 @@ impl SecureListener {
         let pool = Arc::new(HandshakePool {
             state: Mutex::default(),
             changed: Condvar::new(),
+            work: Condvar::new(),
             max: self.max_handshakes.clone(),
         });
         let (acceptor, listener, admission) =
@@ -605,7 +672,9 @@ fn peek_until<T>(
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) => {}
             // A client that resets while we look is that client's failure.
             Err(e) => return Err(negotiation_io_error(e, Peer::Client, CLEAR_TEXT_WAIT)),

@@ -1005,3 +1005,42 @@ impl SecureStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ::tokio::io::AsyncWriteExt;
+    use std::time::Duration;
+
+    /// The async listener's peek looks again only when new bytes arrived (issue 12,
+    /// item 6): see the blocking counterpart in `listener.rs`.
+    #[::tokio::test]
+    async fn the_peek_looks_again_only_when_more_bytes_arrived() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (looked, mut looks) = ::tokio::sync::mpsc::unbounded_channel();
+        let peeking = ::tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            peek_until(&server, deadline, 100, |bytes| {
+                looked.send(bytes.len()).unwrap();
+                (bytes.len() >= 10).then_some(bytes.len())
+            })
+            .await
+            .unwrap()
+        });
+        client.write_all(b"abc").await.unwrap();
+        assert_eq!(looks.recv().await, Some(3));
+        // Nothing new arrives: no second look (the old peek looked every 5 ms).
+        let quiet = ::tokio::time::timeout(Duration::from_millis(300), looks.recv()).await;
+        assert!(quiet.is_err(), "looked again at {quiet:?} bytes");
+        client.write_all(b"defg").await.unwrap();
+        assert_eq!(looks.recv().await, Some(7));
+        client.write_all(b"hij").await.unwrap();
+        assert_eq!(looks.recv().await, Some(10));
+        assert_eq!(peeking.await.unwrap(), (Some(10), 10));
+        assert!(looks.try_recv().is_err(), "exactly three looks");
+    }
+}

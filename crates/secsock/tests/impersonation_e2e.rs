@@ -743,3 +743,44 @@ mod run_as_peer {
         assert!(!ran.load(Ordering::SeqCst));
     }
 }
+
+/// Item 13 of issue 12, for the blocking listener: `accept` runs handshakes on threads it
+/// starts, so a thread that acts as a peer may not make it start them (they would run as
+/// the peer and could never revert); the same listener accepts once the thread reverted.
+#[test]
+fn impersonation_blocks_the_first_accept_from_an_impersonating_thread() {
+    use secsock::impersonate::ImpersonationGuard;
+    use secsock::{Error, UsageError};
+    let user = LocalUser::create();
+    let domain = TrustDomain::new("example.test");
+    let server = domain
+        .host("server", &[San::Dns("server.example.test")])
+        .platform();
+    let client = domain
+        .host("client", &[San::Dns("client.example.test")])
+        .platform();
+    let listener = listen(server, &SecuritySettings::new());
+    let addr = listener.local_addr().unwrap();
+    let account = user.account.clone();
+    std::thread::spawn(move || {
+        let guard = ImpersonationGuard::begin(&account).unwrap();
+        let refused = listener.accept().expect_err("accept while impersonating");
+        assert!(
+            matches!(
+                &refused,
+                Error::Usage(UsageError::WouldSpawnImpersonated { call: "accept", .. })
+            ),
+            "{refused:?}"
+        );
+        assert!(refused.to_string().contains("acts as a peer"), "{refused}");
+        drop(guard);
+        let stream = listener.accept().expect("accept after the revert");
+        echo(stream);
+    });
+    let mut stream = connect(&client, "server.example.test", addr).unwrap();
+    io::Write::write_all(&mut stream, b"ping").unwrap();
+    let mut pong = [0u8; 4];
+    stream.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, b"ping");
+    stream.close().unwrap();
+}

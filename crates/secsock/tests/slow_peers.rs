@@ -102,7 +102,8 @@ fn async_accept_serves_honest_clients_through_a_flood_of_silent_connections() {
         .enable_all()
         .build()
         .unwrap();
-    let listener = runtime.block_on(async { listen_async(ex.server.clone(), &SecuritySettings::new(), 4096) });
+    let listener =
+        runtime.block_on(async { listen_async(ex.server.clone(), &SecuritySettings::new(), 4096) });
     let addr = listener.local_addr().unwrap();
     runtime.spawn(async move {
         loop {

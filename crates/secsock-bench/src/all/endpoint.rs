@@ -329,7 +329,10 @@ impl Listener {
                 let mut socket = secsock::SecureSocket::with_platform(Domain::IPV4, platform)?;
                 socket.set_security(&stacks::secsock_settings(common.kx, resumption))?;
                 socket.bind(local())?;
-                Listener::Secsock(socket.listen(1024)?)
+                let mut listener = socket.listen(1024)?;
+                // Every client comes from the one load generator.
+                listener.set_max_handshakes_per_source(usize::MAX);
+                Listener::Secsock(listener)
             }
             other => bail!("{} has no blocking server", other.name()),
         })
@@ -551,7 +554,10 @@ fn start_async_server(
                             secsock::tokio::SecureSocket::with_platform(Domain::IPV4, platform)?;
                         socket.set_security(&stacks::secsock_settings(common.kx, resumption))?;
                         socket.bind(local())?;
-                        Ok::<_, anyhow::Error>(socket.listen(1024)?)
+                        let mut listener = socket.listen(1024)?;
+                        // Every client comes from the one load generator.
+                        listener.set_max_handshakes_per_source(usize::MAX);
+                        Ok::<_, anyhow::Error>(listener)
                     };
                     let listener = match setup() {
                         Ok(l) => l,
