@@ -1146,6 +1146,41 @@ fn user_add_stores_a_verifier_never_the_password_and_remove_takes_it_out() {
     );
 }
 
+/// Issue 12, item 15: `secsock user add` read, changed and replaced the users file with
+/// nothing to stop another `user add` doing the same in between: concurrent adds lost
+/// users. Eight at once, all kept.
+#[test]
+fn concurrent_user_adds_all_take_effect() {
+    let domain = Domain::new();
+    let pw = with_users(&domain, "", "pencil");
+    let policy = domain.server_policy();
+    let adds: Vec<_> = (0..8)
+        .map(|i| {
+            secsock()
+                .args(["user", "add", &format!("user{i}"), "--policy", p(&policy)])
+                .args(["--password-file", p(&pw), "--iterations", "4096"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for add in adds {
+        let out = add.wait_with_output().unwrap();
+        assert!(out.status.success(), "user add: {}", text(&out.stderr));
+    }
+    let stored = std::fs::read_to_string(domain.path("ca-host/users.toml")).unwrap();
+    for name in ["alice".to_string()]
+        .into_iter()
+        .chain((0..8).map(|i| format!("user{i}")))
+    {
+        assert!(
+            stored.contains(&format!("\"{name}@EXAMPLE.TEST\"")),
+            "{name} was lost:\n{stored}"
+        );
+    }
+}
+
 #[test]
 fn connect_and_query_prove_a_user_by_password() {
     let domain = Domain::new();

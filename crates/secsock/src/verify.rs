@@ -25,8 +25,10 @@ use rustls_pki_types::TrustAnchor;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
 use webpki::{CertRevocationList, EndEntityCert, KeyUsage, RevocationOptionsBuilder};
 
+use crate::crl::CrlFreshness;
 use crate::error::{NegotiationError, Peer};
 use crate::name::{CertificateNames, PeerTargetName};
+use crate::policy::ExpiredCrls;
 
 /// Which extended key usage a chain must allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +51,8 @@ pub struct ChainValidator {
     algorithms: WebPkiSupportedAlgorithms,
     root_hints: Vec<DistinguishedName>,
     cache: ChainCache,
+    /// What expired CRLs do, and the warnings about them.
+    crl_freshness: CrlFreshness,
 }
 
 impl fmt::Debug for ChainValidator {
@@ -91,7 +95,21 @@ impl ChainValidator {
             algorithms,
             root_hints,
             cache: ChainCache::default(),
+            crl_freshness: CrlFreshness::new(crls, ExpiredCrls::default()),
         })
+    }
+
+    /// Sets what a CRL past its nextUpdate does (`[trust] expired_crls`; by default it is
+    /// used, with a warning at the first validation and then once a day).
+    pub fn with_expired_crls(mut self, policy: ExpiredCrls) -> Self {
+        self.crl_freshness.set_policy(policy);
+        self
+    }
+
+    /// Logs a warning for each expired CRL not warned about in the last day (the platform
+    /// calls it when it loads; validations call it too).
+    pub fn warn_about_expired_crls(&self, now: UnixTime) {
+        self.crl_freshness.observe(now);
     }
 
     /// The signature algorithms used for chains and handshake signatures.
@@ -114,12 +132,15 @@ impl ChainValidator {
         now: UnixTime,
         usage: Usage,
     ) -> Result<(), rustls::Error> {
+        self.crl_freshness.observe(now);
         let key = ChainCache::key(usage, end_entity, intermediates);
         if self.cache.holds(&key, now) {
             return Ok(());
         }
         self.validate_uncached(end_entity, intermediates, now, usage)?;
         if let Some(expires) = earliest_not_after(end_entity, intermediates) {
+            // With expired CRLs refused, not past the earliest CRL's nextUpdate either.
+            let expires = self.crl_freshness.cache_until(expires);
             self.cache.remember(key, now, expires);
         }
         Ok(())
@@ -143,6 +164,7 @@ impl ChainValidator {
             RevocationOptionsBuilder::new(&crl_refs).ok().map(|b| {
                 b.with_depth(webpki::RevocationCheckDepth::Chain)
                     .with_status_policy(webpki::UnknownStatusPolicy::Allow)
+                    .with_expiration_policy(self.crl_freshness.expiration_policy())
                     .build()
             })
         };
