@@ -273,6 +273,74 @@ mod tests {
         assert!(watch.due(at(10)).is_empty());
     }
 
+    /// Issue 12, item 14, with the chain cache: a validation remembered while the CRL was
+    /// current must not answer once its nextUpdate has passed, when expired CRLs refuse.
+    #[test]
+    fn with_refuse_a_cached_validation_ends_at_the_crls_next_update() {
+        use crate::verify::{ChainValidator, Usage};
+        use rcgen::ExtendedKeyUsagePurpose;
+        let date = |offset: i64| time::OffsetDateTime::from_unix_timestamp(T0 + offset).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(rcgen::DnType::CommonName, "CA");
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        ca.not_before = date(-(DAY as i64));
+        ca.not_after = date(10 * DAY as i64);
+        let root = ca.self_signed(&ca_key).unwrap().der().clone();
+        let issuer = Issuer::new(ca, ca_key);
+        let mut leaf = CertificateParams::new(vec!["host.example.test".to_string()]).unwrap();
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        leaf.not_before = date(-(DAY as i64));
+        leaf.not_after = date(5 * DAY as i64);
+        let leaf = leaf
+            .signed_by(&KeyPair::generate().unwrap(), &issuer)
+            .unwrap()
+            .der()
+            .clone();
+        let crl = CertificateRevocationListParams {
+            this_update: date(-(DAY as i64)),
+            next_update: date(100),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer)
+        .unwrap();
+        let crls = [CertificateRevocationListDer::from(crl.der().to_vec())];
+        let algorithms =
+            rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
+        let time = |offset: u64| UnixTime::since_unix_epoch(Duration::from_secs(at(offset)));
+
+        let refuse = ChainValidator::new(std::slice::from_ref(&root), &crls, algorithms)
+            .unwrap()
+            .with_expired_crls(ExpiredCrls::Refuse);
+        let check =
+            |v: &ChainValidator, offset| v.validate(&leaf, &[], time(offset), Usage::ClientAuth);
+        check(&refuse, 0).unwrap();
+        check(&refuse, 99).unwrap();
+        assert_eq!(
+            refuse.cache_hits(),
+            1,
+            "remembered while the CRL is current"
+        );
+        assert!(
+            matches!(
+                check(&refuse, 100),
+                Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::ExpiredRevocationListContext { .. }
+                ))
+            ),
+            "the cache outlived the CRL"
+        );
+
+        let warn = ChainValidator::new(std::slice::from_ref(&root), &crls, algorithms).unwrap();
+        check(&warn, 0).unwrap();
+        check(&warn, 100).unwrap();
+        check(&warn, 2 * DAY).unwrap();
+    }
+
     #[test]
     fn refusing_ends_cached_validations_at_the_earliest_next_update() {
         let crls = [crl("A", 7200), crl("B", 3600)];

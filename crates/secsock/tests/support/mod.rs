@@ -126,6 +126,23 @@ impl TrustDomain {
         }
     }
 
+    /// A CRL of this CA (PEM) that revokes nothing, current until `next_update`.
+    pub fn crl(&self, next_update: time::OffsetDateTime) -> String {
+        let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
+        rcgen::CertificateRevocationListParams {
+            this_update: next_update - time::Duration::days(7),
+            next_update,
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer)
+        .unwrap()
+        .pem()
+        .unwrap()
+    }
+
     /// Issues an identity with `sans` into `<dir>/<label>/` and writes its policy.
     pub fn host(&self, label: &str, sans: &[San]) -> Host {
         self.host_with(label, sans, "", |_| {})
