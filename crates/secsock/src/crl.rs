@@ -7,7 +7,7 @@
 //! for each expired CRL when the platform loads, then at most once a day per CRL, driven
 //! by the time of the validations (so tests step through days without waiting). With
 //! `expired_crls = "refuse"`, webpki enforces nextUpdate, and a cached validation never
-//! outlives the earliest nextUpdate ([`CrlFreshness::cache_until`]).
+//! outlives the earliest nextUpdate (`CrlFreshness::cache_until`).
 //!
 //! Not here: validation itself ([`crate::verify`]) and the doctor's findings (which use
 //! [`describe`]).

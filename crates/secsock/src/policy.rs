@@ -137,8 +137,8 @@ pub enum UserAuthentication {
 pub struct Users {
     /// Whether clients must prove a user. Without a `[users]` section: off.
     pub authentication: UserAuthentication,
-    /// The file of SCRAM-SHA-256 verifiers (`secsock user add` writes it); read at each
-    /// authentication, so added users need no restart.
+    /// The file of SCRAM-SHA-256 verifiers (`secsock user add` writes it); read again
+    /// whenever it changes, so added users need no restart.
     pub file: Option<PathBuf>,
     /// The domain of user names given without one (`secsock user add alice`).
     pub domain: Option<String>,

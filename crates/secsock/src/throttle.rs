@@ -4,7 +4,9 @@
 //! - Per source address: a budget of failures ([`FailureLimits::per_address`]) within a
 //!   sliding window; once it is spent, that address's attempts are refused at once,
 //!   without looking at their credentials, until its oldest failure leaves the window.
-//!   An IPv6 source counts by its /64, which one host usually holds whole.
+//!   An attempt counts from when it is admitted until it succeeds, so attempts made in
+//!   parallel cannot outrun the budget. An IPv6 source counts by its /64, which one host
+//!   usually holds whole.
 //! - Per user name (canonical, whether or not the user exists, so that the pause tells
 //!   nothing): a pause before each FAILURE answer, `delay × 2^(n−1)` for the n-th failure
 //!   in a row, at most `delay_max`. A pause, never a refusal: failing in a user's name
@@ -94,8 +96,11 @@ impl FailureThrottle {
         self.tables.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether `source` may try to authenticate at `now`: `Err` with the time until it may,
-    /// when it has spent its failures within the window.
+    /// Whether `source` may try to authenticate at `now`: `Err` with the time until it
+    /// may, when its attempts within the window have spent its budget. An admitted attempt
+    /// counts against the budget at once, as a failure until [`succeeded`](Self::succeeded)
+    /// gives it back: attempts made in parallel cannot outrun the limit, and a client that
+    /// hangs up after the challenge has used one.
     pub(crate) fn admit(&self, source: IpAddr, now: Instant) -> Result<(), Duration> {
         let budget = self.limits.per_address as usize;
         if budget == 0 {
@@ -103,48 +108,34 @@ impl FailureThrottle {
         }
         let window = self.limits.window;
         let mut tables = self.tables();
-        let Some(failures) = tables.sources.get_mut(&Source::from(source)) else {
-            return Ok(());
-        };
-        forget_before(failures, now, window);
-        match failures.front() {
-            Some(&oldest) if failures.len() >= budget => {
-                Err((oldest + window).saturating_duration_since(now))
+        if let Some(attempts) = tables.sources.get_mut(&Source::from(source)) {
+            forget_before(attempts, now, window);
+            if let (Some(&oldest), true) = (attempts.front(), attempts.len() >= budget) {
+                return Err((oldest + window).saturating_duration_since(now));
             }
-            _ => Ok(()),
+        }
+        self.count(&mut tables, source, now);
+        Ok(())
+    }
+
+    /// Counts a failure from `source` that no admitted attempt stands for (a client that
+    /// broke the exchange before asking to prove anything).
+    pub(crate) fn failed_unadmitted(&self, source: IpAddr, now: Instant) {
+        if self.limits.per_address > 0 {
+            let mut tables = self.tables();
+            self.count(&mut tables, source, now);
         }
     }
 
-    /// Records a failed authentication from `source`, in the name of `user` (canonical)
-    /// if it named one, and returns how long to pause before answering it.
-    pub(crate) fn failed(&self, source: IpAddr, user: Option<&str>, now: Instant) -> Duration {
+    /// Counts a failure in the name of `user` (canonical), whether or not it exists, and
+    /// returns how long to pause before answering it.
+    pub(crate) fn failed_as(&self, user: &str, now: Instant) -> Duration {
         let window = self.limits.window;
-        let budget = self.limits.per_address as usize;
-        let (source_room, name_room) = self.capacity;
         let mut tables = self.tables();
-        if budget > 0 {
-            let source = Source::from(source);
-            if !tables.sources.contains_key(&source) && tables.sources.len() >= source_room {
-                let sources = &mut tables.sources;
-                sources.retain(|_, f| f.back().is_some_and(|&t| within(t, now, window)));
-                if sources.len() >= source_room {
-                    evict_oldest(sources, |f| f.back().copied());
-                }
-            }
-            let failures = tables.sources.entry(source).or_default();
-            forget_before(failures, now, window);
-            failures.push_back(now);
-            while failures.len() > budget {
-                failures.pop_front();
-            }
-        }
-        let Some(user) = user else {
-            return Duration::ZERO;
-        };
-        if !tables.names.contains_key(user) && tables.names.len() >= name_room {
+        if !tables.names.contains_key(user) && tables.names.len() >= self.capacity.1 {
             let names = &mut tables.names;
             names.retain(|_, s| within(s.last, now, window));
-            if names.len() >= name_room {
+            if names.len() >= self.capacity.1 {
                 evict_oldest(names, |s| Some(s.last));
             }
         }
@@ -160,10 +151,39 @@ impl FailureThrottle {
         self.pause(streak.failures)
     }
 
-    /// Records that `user` proved itself: its run of failures ends. (An address's failures
-    /// stay: a guesser with one account of its own must not reset its budget by logging in.)
-    pub(crate) fn succeeded(&self, user: &str) {
-        self.tables().names.remove(user);
+    /// The attempt `source` was admitted for at `admitted` succeeded, in the name of
+    /// `user` if it named one: the attempt no longer counts, and the name's run of
+    /// failures ends. The source's failures stay: a guesser with an account of its own
+    /// must not refill its budget by logging in.
+    pub(crate) fn succeeded(&self, source: IpAddr, admitted: Instant, user: Option<&str>) {
+        let mut tables = self.tables();
+        if let Some(attempts) = tables.sources.get_mut(&Source::from(source)) {
+            if let Some(at) = attempts.iter().rposition(|&t| t == admitted) {
+                attempts.remove(at);
+            }
+        }
+        if let Some(user) = user {
+            tables.names.remove(user);
+        }
+    }
+
+    /// Adds an attempt at `now` to `source`'s window (making room in a full table).
+    fn count(&self, tables: &mut Tables, source: IpAddr, now: Instant) {
+        let (window, budget) = (self.limits.window, self.limits.per_address as usize);
+        let source = Source::from(source);
+        let sources = &mut tables.sources;
+        if !sources.contains_key(&source) && sources.len() >= self.capacity.0 {
+            sources.retain(|_, f| f.back().is_some_and(|&t| within(t, now, window)));
+            if sources.len() >= self.capacity.0 {
+                evict_oldest(sources, |f| f.back().copied());
+            }
+        }
+        let attempts = sources.entry(source).or_default();
+        forget_before(attempts, now, window);
+        attempts.push_back(now);
+        while attempts.len() > budget {
+            attempts.pop_front();
+        }
     }
 
     /// The pause before answering the `failures`-th failure in a row.
@@ -221,6 +241,11 @@ mod tests {
         text.parse().unwrap()
     }
 
+    /// A failed attempt: admitted (which counts it), never given back.
+    fn fail(throttle: &FailureThrottle, from: IpAddr, now: Instant) -> Result<(), Duration> {
+        throttle.admit(from, now)
+    }
+
     #[test]
     fn an_address_that_spent_its_failures_waits_until_the_window_slides() {
         let throttle = FailureThrottle::new(limits(3));
@@ -228,38 +253,59 @@ mod tests {
         let at = |s: u64| t0 + Duration::from_secs(s);
         let a = ip("192.0.2.1");
         for (i, s) in [0, 10, 20].into_iter().enumerate() {
-            assert_eq!(throttle.admit(a, at(s)), Ok(()), "attempt {i}");
-            throttle.failed(a, None, at(s));
+            assert_eq!(fail(&throttle, a, at(s)), Ok(()), "attempt {i}");
         }
         // The fourth attempt is refused until the first failure is 60 s old.
         assert_eq!(throttle.admit(a, at(20)), Err(40 * SECOND));
         assert_eq!(throttle.admit(a, at(59)), Err(SECOND));
-        assert_eq!(throttle.admit(a, at(60)), Ok(()));
-        // One more failure spends the budget again, until the second one leaves.
-        throttle.failed(a, None, at(60));
+        assert_eq!(fail(&throttle, a, at(60)), Ok(()));
+        // That failure spends the budget again, until the second one leaves.
         assert_eq!(throttle.admit(a, at(61)), Err(9 * SECOND));
         assert_eq!(
             throttle.admit(ip("192.0.2.2"), at(61)),
             Ok(()),
             "others may try"
         );
+        // A success gives its own attempt back, not the failures before it.
         assert_eq!(throttle.admit(a, at(70)), Ok(()));
-        // A success does not refill the budget.
-        throttle.failed(a, Some("alice@EXAMPLE.TEST"), at(70));
-        throttle.succeeded("alice@EXAMPLE.TEST");
+        assert!(throttle.admit(a, at(70)).is_err());
+        throttle.succeeded(a, at(70), Some("alice@EXAMPLE.TEST"));
+        assert_eq!(throttle.admit(a, at(71)), Ok(()));
         assert_eq!(throttle.admit(a, at(71)), Err(9 * SECOND));
+    }
+
+    /// Attempts count when they start: a guesser that opens many connections at once gets
+    /// no more guesses than one that tries in turn.
+    #[test]
+    fn attempts_in_parallel_cannot_outrun_the_budget() {
+        let throttle = FailureThrottle::new(limits(3));
+        let t0 = Instant::now();
+        let a = ip("192.0.2.1");
+        let admitted = (0..10).filter(|_| throttle.admit(a, t0).is_ok()).count();
+        assert_eq!(admitted, 3);
+        // Failures outside an admitted attempt count too.
+        let b = ip("192.0.2.2");
+        for _ in 0..3 {
+            throttle.failed_unadmitted(b, t0);
+        }
+        assert!(throttle.admit(b, t0).is_err());
+        // With no limit, everything is admitted and nothing is kept.
+        let open = FailureThrottle::new(limits(0));
+        assert!((0..100).all(|_| open.admit(a, t0).is_ok()));
+        open.failed_unadmitted(a, t0);
+        assert!(open.tables().sources.is_empty());
     }
 
     #[test]
     fn ipv6_sources_count_by_their_64_and_mapped_ipv4_as_ipv4() {
         let throttle = FailureThrottle::new(limits(2));
         let t0 = Instant::now();
-        throttle.failed(ip("2001:db8:1:2::1"), None, t0);
-        throttle.failed(ip("2001:db8:1:2:ffff::9"), None, t0);
+        fail(&throttle, ip("2001:db8:1:2::1"), t0).unwrap();
+        fail(&throttle, ip("2001:db8:1:2:ffff::9"), t0).unwrap();
         assert!(throttle.admit(ip("2001:db8:1:2::77"), t0).is_err());
         assert_eq!(throttle.admit(ip("2001:db8:1:3::1"), t0), Ok(()));
-        throttle.failed(ip("::ffff:192.0.2.7"), None, t0);
-        throttle.failed(ip("192.0.2.7"), None, t0);
+        fail(&throttle, ip("::ffff:192.0.2.7"), t0).unwrap();
+        fail(&throttle, ip("192.0.2.7"), t0).unwrap();
         assert!(throttle.admit(ip("192.0.2.7"), t0).is_err());
     }
 
@@ -269,36 +315,20 @@ mod tests {
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
         let pauses: Vec<u64> = (0..6)
-            .map(|i| {
-                // From a new address each time: the pause follows the name.
-                let from = IpAddr::V4(Ipv4Addr::new(198, 51, 100, i as u8));
-                throttle
-                    .failed(from, Some("alice@EXAMPLE.TEST"), at(i))
-                    .as_secs()
-            })
+            .map(|i| throttle.failed_as("alice@EXAMPLE.TEST", at(i)).as_secs())
             .collect();
         assert_eq!(pauses, [1, 2, 4, 8, 8, 8]);
-        // Another name has its own run; a name never named pauses for nothing.
-        assert_eq!(
-            throttle.failed(ip("192.0.2.1"), Some("bob@EXAMPLE.TEST"), at(6)),
-            SECOND
-        );
-        assert_eq!(
-            throttle.failed(ip("192.0.2.1"), None, at(6)),
-            Duration::ZERO
-        );
+        // Another name has its own run.
+        assert_eq!(throttle.failed_as("bob@EXAMPLE.TEST", at(6)), SECOND);
         // A success ends the run; so does a window without failures.
-        throttle.succeeded("alice@EXAMPLE.TEST");
+        throttle.succeeded(ip("192.0.2.1"), at(7), Some("alice@EXAMPLE.TEST"));
+        assert_eq!(throttle.failed_as("alice@EXAMPLE.TEST", at(7)), SECOND);
         assert_eq!(
-            throttle.failed(ip("192.0.2.1"), Some("alice@EXAMPLE.TEST"), at(7)),
-            SECOND
-        );
-        assert_eq!(
-            throttle.failed(ip("192.0.2.1"), Some("bob@EXAMPLE.TEST"), at(6 + 59)),
+            throttle.failed_as("bob@EXAMPLE.TEST", at(6 + 59)),
             2 * SECOND
         );
         assert_eq!(
-            throttle.failed(ip("192.0.2.1"), Some("bob@EXAMPLE.TEST"), at(6 + 59 + 60)),
+            throttle.failed_as("bob@EXAMPLE.TEST", at(6 + 59 + 60)),
             SECOND
         );
         // A pause is never a refusal: the address limit is off here, so every attempt is
@@ -311,11 +341,7 @@ mod tests {
         let mut l = limits(0);
         l.delay = Duration::ZERO;
         let throttle = FailureThrottle::new(l);
-        let t0 = Instant::now();
-        assert_eq!(
-            throttle.failed(ip("192.0.2.1"), Some("a@B"), t0),
-            Duration::ZERO
-        );
+        assert_eq!(throttle.failed_as("a@B", Instant::now()), Duration::ZERO);
         let throttle = FailureThrottle::new(limits(0));
         assert_eq!(throttle.pause(u32::MAX), 8 * SECOND);
         assert_eq!(throttle.pause(40), 8 * SECOND);
@@ -328,28 +354,26 @@ mod tests {
         let at = |s: u64| t0 + Duration::from_secs(s);
         for (i, s) in [0, 1, 2].into_iter().enumerate() {
             let from = IpAddr::V4(Ipv4Addr::new(192, 0, 2, i as u8));
-            throttle.failed(from, Some(&format!("user{i}@X")), at(s));
+            fail(&throttle, from, at(s)).unwrap();
+            throttle.failed_as(&format!("user{i}@X"), at(s));
         }
         assert_eq!(throttle.tables().sources.len(), 3);
-        assert_eq!(throttle.tables().names.len(), 2);
         // Full: a new source pushes out the least recently failed one (192.0.2.0).
-        throttle.failed(ip("192.0.2.9"), None, at(3));
+        fail(&throttle, ip("192.0.2.9"), at(3)).unwrap();
         assert_eq!(throttle.tables().sources.len(), 3);
-        assert_eq!(throttle.admit(ip("192.0.2.0"), at(3)), Ok(()));
         assert!(throttle.admit(ip("192.0.2.1"), at(3)).is_err());
+        assert_eq!(throttle.admit(ip("192.0.2.0"), at(3)), Ok(()));
         // Names too: user2 pushed out user0, the least recently failed.
         let names = throttle.tables().names.keys().cloned().collect::<Vec<_>>();
         assert!(!names.contains(&"user0@X".to_string()), "{names:?}");
         assert_eq!(names.len(), 2);
         // Entries whose window has passed go before any live one.
-        throttle.failed(ip("192.0.2.9"), Some("user2@X"), at(100));
-        throttle.failed(ip("192.0.2.10"), Some("user3@X"), at(100));
+        throttle.failed_as("user2@X", at(100));
+        throttle.failed_as("user3@X", at(100));
+        fail(&throttle, ip("192.0.2.10"), at(100)).unwrap();
         let tables = throttle.tables();
-        assert_eq!(
-            tables.sources.len(),
-            1 + 1,
-            "only the live sources are left"
-        );
+        assert_eq!(tables.sources.len(), 1, "only the live source is left");
+        assert!(tables.sources.contains_key(&Source::from(ip("192.0.2.10"))));
         assert!(tables.names.contains_key("user2@X") && tables.names.contains_key("user3@X"));
     }
 }

@@ -497,6 +497,8 @@ pub struct ServerExchange<'a> {
     scram: Option<scram::Server>,
     /// The canonical user name the client gave, once it gave one.
     user: Option<String>,
+    /// When the throttle admitted (and counted) this attempt to prove a user.
+    admitted: Option<Instant>,
 }
 
 impl<'a> ServerExchange<'a> {
@@ -516,16 +518,21 @@ impl<'a> ServerExchange<'a> {
             peer,
             scram: None,
             user: None,
+            admitted: None,
         }
     }
 
     /// A failed authentication: counted against the source and the user name it gave,
     /// answered generically after the throttle's pause.
     fn failure(&self, reason: NegotiationError, now: Instant) -> ServerFailure {
-        let delay = self
-            .directory
-            .throttle
-            .failed(self.peer, self.user.as_deref(), now);
+        let throttle = &self.directory.throttle;
+        if self.admitted.is_none() {
+            throttle.failed_unadmitted(self.peer, now);
+        }
+        let delay = match &self.user {
+            Some(user) => throttle.failed_as(user, now),
+            None => Duration::ZERO,
+        };
         ServerFailure {
             reason,
             frame: Frame::new(Kind::Failure, FAILED.as_bytes()),
@@ -560,7 +567,10 @@ impl<'a> ServerExchange<'a> {
                 let principal = PrincipalName::parse(&format!("user:{user}")).map_err(|e| {
                     self.fail(format!("the user name is not a principal: {e}"), now)
                 })?;
-                self.directory.throttle.succeeded(&user);
+                let admitted = self.admitted.unwrap_or(now);
+                self.directory
+                    .throttle
+                    .succeeded(self.peer, admitted, Some(&user));
                 let identity = PeerIdentity {
                     names: vec![principal],
                     chain: Vec::new(),
@@ -594,6 +604,7 @@ impl<'a> ServerExchange<'a> {
                     delay: Duration::ZERO,
                 });
             }
+            self.admitted = Some(now);
         }
         match mechanism {
             MECH_NONE => match self.directory.authentication {
@@ -636,6 +647,8 @@ impl<'a> ServerExchange<'a> {
                 let identity = self
                     .check_certificate(data)
                     .map_err(|e| self.fail(e, now))?;
+                let admitted = self.admitted.unwrap_or(now);
+                self.directory.throttle.succeeded(self.peer, admitted, None);
                 Ok(Step::Done(
                     Some(Frame::new(Kind::Success, Vec::new())),
                     Some(identity),

@@ -206,7 +206,8 @@ fn earliest_not_after(
 ///
 /// An entry answers "valid" only while `validated_at <= now < expires`: time is the only
 /// input of a validation that changes for a given validator (anchors and CRLs are fixed,
-/// an expired CRL does not refuse, and the chain is the key), a chain valid at
+/// an expired CRL refuses only with `expired_crls = "refuse"` and then `expires` is no
+/// later than the earliest nextUpdate, and the chain is the key), a chain valid at
 /// `validated_at` was not-yet-valid at no earlier time for any certificate, and it stays
 /// valid until its earliest notAfter. A clock that went backwards misses. Failures are
 /// never cached. The handshake signature is checked by rustls on every handshake, cached
