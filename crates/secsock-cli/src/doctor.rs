@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls_pki_types::{CertificateDer, UnixTime};
 use secsock::name::CertificateNames;
-use secsock::policy::{Policy, PolicyError, PolicyErrorKind};
+use secsock::policy::{ExpiredCrls, Policy, PolicyError, PolicyErrorKind};
+use secsock::scram::DEFAULT_ITERATIONS;
 use secsock::verify::{ChainValidator, Usage};
 use serde::Serialize;
 
@@ -105,6 +106,8 @@ fn policy_fix(error: &PolicyError) -> String {
             "create the file or correct the path (relative paths are relative to the policy file)".into()
         }
         PolicyErrorKind::KeyPermissions { path, .. } => format!("run `chmod 600 {}`", path.display()),
+        PolicyErrorKind::UsersFilePermissions { path, .. } => format!("run `chmod 600 {}`", path.display()),
+        PolicyErrorKind::WritableByOthers { path, .. } => format!("run `chmod go-w {}`", path.display()),
         PolicyErrorKind::BadPem { .. } => "replace it with a PEM file of the right kind".into(),
         PolicyErrorKind::Unsupported(_) => "remove that section; this version of secsock cannot honour it".into(),
         _ => "see docs/POLICY.md".into(),
@@ -266,7 +269,9 @@ fn check_loaded(
 
     let algorithms =
         rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
-    match ChainValidator::new(&policy.trust.anchors, &policy.trust.crls, algorithms) {
+    let validator = ChainValidator::new(&policy.trust.anchors, &policy.trust.crls, algorithms)
+        .map(|v| v.with_expired_crls(policy.trust.expired_crls));
+    match validator {
         Err(e) => findings.push(finding(
             Severity::Error,
             "trust",
@@ -293,7 +298,7 @@ fn check_loaded(
                     continue;
                 }
                 if let Err(e) = validator.validate(leaf, intermediates, unix_now, usage) {
-                    // Expiry is reported once, above.
+                    // Expiry is reported once, above; an expired CRL below.
                     if matches!(
                         e,
                         rustls::Error::InvalidCertificate(
@@ -301,6 +306,8 @@ fn check_loaded(
                                 | rustls::CertificateError::ExpiredContext { .. }
                                 | rustls::CertificateError::NotValidYet
                                 | rustls::CertificateError::NotValidYetContext { .. }
+                                | rustls::CertificateError::ExpiredRevocationList
+                                | rustls::CertificateError::ExpiredRevocationListContext { .. }
                         )
                     ) {
                         continue;
@@ -363,8 +370,113 @@ fn check_loaded(
         ));
     }
 
+    check_crls(policy, now, findings);
+    if let Some(file) = &policy.users.file {
+        check_users(file, findings);
+    }
+
     if let Some(authority) = &policy.authority {
         check_authority(authority, &policy.trust.anchors, now, findings);
+    }
+}
+
+/// CRLs that expired (nextUpdate passed) or expire within 7 days: what secsock does with
+/// them depends on `[trust] expired_crls`.
+fn check_crls(policy: &Policy, now: SystemTime, findings: &mut Vec<Finding>) {
+    let refuse = policy.trust.expired_crls == ExpiredCrls::Refuse;
+    for (i, der) in policy.trust.crls.iter().enumerate() {
+        let file = policy.trust.crl_origins.get(i).map(PathBuf::as_path);
+        let shown = file.map_or_else(|| "its file".into(), |f| f.display().to_string());
+        let fix = format!(
+            "put a fresh CRL from the CA in {shown} and restart the programs that use this \
+             policy (CRLs are read when it loads)"
+        );
+        let summary = match secsock::crl::describe(der) {
+            Ok(summary) => summary,
+            Err(e) => {
+                findings.push(finding(
+                    Severity::Error,
+                    "crl",
+                    file,
+                    format!("CRL #{} cannot be read: {e}", i + 1),
+                    "replace it with a PEM or DER CRL from the CA".into(),
+                ));
+                continue;
+            }
+        };
+        let Some(next_update) = summary.next_update else {
+            continue;
+        };
+        let what = format!("the CRL of {}", summary.issuer);
+        if now >= next_update {
+            let (severity, consequence) = if refuse {
+                (
+                    Severity::Error,
+                    "certificates of its issuer are refused ([trust] expired_crls = \"refuse\")",
+                )
+            } else {
+                (
+                    Severity::Warning,
+                    "secsock still uses it, and it may miss revocations made since \
+                     ([trust] expired_crls = \"warn\")",
+                )
+            };
+            findings.push(finding(
+                severity,
+                "crl-expiry",
+                file,
+                format!(
+                    "{what} expired at {}: {consequence}",
+                    secsock_time(next_update)
+                ),
+                fix,
+            ));
+        } else if next_update.duration_since(now).unwrap_or_default() < EXPIRY_WARNING {
+            findings.push(finding(
+                Severity::Warning,
+                "crl-expiry",
+                file,
+                format!(
+                    "{what} expires within 7 days, at {}",
+                    secsock_time(next_update)
+                ),
+                fix,
+            ));
+        }
+    }
+}
+
+/// The users file: readable, and every verifier with the default iteration count (unknown
+/// users' decoy challenges have the default, so another count says the user exists).
+fn check_users(file: &Path, findings: &mut Vec<Finding>) {
+    match secsock::users::read_users(file) {
+        Err(e) => {
+            let fix = if e.contains("chmod 600") {
+                format!("run `chmod 600 {}`", file.display())
+            } else {
+                "correct the file, or remove it and add the users again with `secsock user add`"
+                    .into()
+            };
+            findings.push(finding(Severity::Error, "users", Some(file), e, fix));
+        }
+        Ok(data) => {
+            for (user, verifier) in &data.users {
+                if verifier.iterations != DEFAULT_ITERATIONS {
+                    findings.push(finding(
+                        Severity::Warning,
+                        "users-iterations",
+                        Some(file),
+                        format!(
+                            "user:{user}'s verifier has {} PBKDF2 iterations, not the default \
+                             {DEFAULT_ITERATIONS}: an unknown user is challenged with the default, \
+                             so this count tells anyone that user:{user} exists",
+                            verifier.iterations
+                        ),
+                        format!("set the password again with `secsock user add {user}`"),
+                    ));
+                }
+            }
+        }
     }
 }
 

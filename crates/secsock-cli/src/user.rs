@@ -32,7 +32,8 @@ pub struct AddArgs {
     /// Read the password from the first line of FILE instead of a prompt.
     #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
-    /// PBKDF2 iterations of the verifier (at least 4096).
+    /// PBKDF2 iterations of the verifier (at least 4096). Keep the default: unknown users
+    /// are challenged with it, so another count tells that this user exists.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_ITERATIONS)]
     iterations: u32,
 }
@@ -163,6 +164,14 @@ pub fn run(command: UserCommand) -> Result<()> {
             let key = users::user_key(&name, &domain);
             users::add_user(&file, &key, verifier, &random).map_err(|e| anyhow!("{e}"))?;
             println!("user:{key} added to {}", file.display());
+            if args.iterations != DEFAULT_ITERATIONS {
+                eprintln!(
+                    "secsock: warning: {} iterations is not the default {DEFAULT_ITERATIONS}; \
+                     an unknown user is challenged with the default, so this count tells \
+                     anyone who asks that user:{key} exists",
+                    args.iterations
+                );
+            }
             Ok(())
         }
         UserCommand::Remove(args) => {

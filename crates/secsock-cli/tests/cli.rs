@@ -708,6 +708,129 @@ fn doctor_finds_a_certificate_without_principal_names() {
     );
 }
 
+/// A CRL of the domain's CA made by `openssl ca -gencrl`, current for `hours` from now,
+/// written as `client/trust/ca.crl` and named in the client's `[trust]` (with `extra`).
+fn client_with_crl(domain: &Domain, hours: u32, extra: &str) -> PathBuf {
+    let work = domain.path("crl-work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("index.txt"), "").unwrap();
+    std::fs::write(work.join("crlnumber"), "01\n").unwrap();
+    let config = work.join("ca.cnf");
+    std::fs::write(
+        &config,
+        format!(
+            "[ca]\ndefault_ca = ca_default\n[ca_default]\ndatabase = {}\ncrlnumber = {}\ndefault_md = sha256\n",
+            work.join("index.txt").display(),
+            work.join("crlnumber").display()
+        ),
+    )
+    .unwrap();
+    let ca = domain.path("ca-host/ca");
+    let crl = domain.path("client/trust/ca.crl");
+    let hours = hours.to_string();
+    let out = Command::new("openssl")
+        .args(["ca", "-gencrl", "-config", p(&config), "-crlhours", &hours])
+        .args([
+            "-keyfile",
+            p(&ca.join("ca.key")),
+            "-cert",
+            p(&ca.join("ca.crt")),
+        ])
+        .args(["-out", p(&crl)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl ca: {}", text(&out.stderr));
+    let policy = domain.path("client/policy.toml");
+    let body: Vec<String> = std::fs::read_to_string(&policy)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with("expired_crls"))
+        .map(|line| match line.starts_with("crls = ") {
+            true => format!("crls = [\"trust/ca.crl\"]\n{extra}"),
+            false => line.to_string(),
+        })
+        .collect();
+    std::fs::write(&policy, body.join("\n")).unwrap();
+    policy
+}
+
+fn in_days(days: i64) -> String {
+    (time::OffsetDateTime::now_utc() + time::Duration::days(days))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+#[test]
+fn doctor_finds_a_crl_expiring_within_7_days() {
+    let domain = Domain::new();
+    let policy = client_with_crl(&domain, 1, "");
+    assert_finding(&policy, &[], "expires within 7 days", "fresh CRL");
+}
+
+#[test]
+fn doctor_finds_an_expired_crl_and_says_what_secsock_does_with_it() {
+    let domain = Domain::new();
+    let policy = client_with_crl(&domain, 1, "");
+    assert_finding(
+        &policy,
+        &["--at", &in_days(2)],
+        "secsock still uses it",
+        "fresh CRL",
+    );
+    let policy = client_with_crl(&domain, 1, "expired_crls = \"refuse\"");
+    let (ok, human, json) = doctor(&policy, &["--at", &in_days(2)]);
+    assert!(!ok);
+    assert!(human.contains("are refused"), "{human}");
+    let findings = json["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "reported once, as the CRL's: {human}");
+    assert_eq!(findings[0]["check"], "crl-expiry");
+    assert_eq!(findings[0]["severity"], "error");
+}
+
+#[test]
+fn doctor_finds_a_policy_or_anchor_writable_by_others() {
+    let domain = Domain::new();
+    let policy = domain.path("client/policy.toml");
+    std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o664)).unwrap();
+    assert_finding(
+        &policy,
+        &[],
+        "writable by group or others (mode 0664)",
+        &format!("chmod go-w {}", policy.display()),
+    );
+    std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let anchor = domain.path("client/trust/ca.crt");
+    std::fs::set_permissions(&anchor, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert_finding(
+        &policy,
+        &[],
+        "a trust anchor file must be writable by its owner only",
+        &format!("chmod go-w {}", anchor.display()),
+    );
+}
+
+#[test]
+fn doctor_finds_users_file_problems() {
+    let domain = Domain::new();
+    with_users(&domain, "", "pencil");
+    let policy = domain.server_policy();
+    // `with_users` used 4096 iterations: a count that tells alice exists.
+    assert_finding(
+        &policy,
+        &[],
+        "user:alice@EXAMPLE.TEST's verifier has 4096 PBKDF2 iterations",
+        "secsock user add alice@EXAMPLE.TEST",
+    );
+    let users = domain.path("ca-host/users.toml");
+    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_finding(
+        &policy,
+        &[],
+        "the users file holds password verifiers",
+        &format!("chmod 600 {}", users.display()),
+    );
+}
+
 #[test]
 fn doctor_finds_toml_errors_with_their_line() {
     let domain = Domain::new();
@@ -1147,6 +1270,11 @@ fn with_users(domain: &Domain, extra: &str, password: &str) -> PathBuf {
         "{}",
         text(&out.stdout)
     );
+    assert!(
+        text(&out.stderr).contains("tells anyone who asks that user:alice@EXAMPLE.TEST exists"),
+        "4096 is not the default: {}",
+        text(&out.stderr)
+    );
     pw
 }
 
@@ -1200,6 +1328,41 @@ fn user_add_stores_a_verifier_never_the_password_and_remove_takes_it_out() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// Issue 12, item 15: `secsock user add` read, changed and replaced the users file with
+/// nothing to stop another `user add` doing the same in between: concurrent adds lost
+/// users. Eight at once, all kept.
+#[test]
+fn concurrent_user_adds_all_take_effect() {
+    let domain = Domain::new();
+    let pw = with_users(&domain, "", "pencil");
+    let policy = domain.server_policy();
+    let adds: Vec<_> = (0..8)
+        .map(|i| {
+            secsock()
+                .args(["user", "add", &format!("user{i}"), "--policy", p(&policy)])
+                .args(["--password-file", p(&pw), "--iterations", "4096"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for add in adds {
+        let out = add.wait_with_output().unwrap();
+        assert!(out.status.success(), "user add: {}", text(&out.stderr));
+    }
+    let stored = std::fs::read_to_string(domain.path("ca-host/users.toml")).unwrap();
+    for name in ["alice".to_string()]
+        .into_iter()
+        .chain((0..8).map(|i| format!("user{i}")))
+    {
+        assert!(
+            stored.contains(&format!("\"{name}@EXAMPLE.TEST\"")),
+            "{name} was lost:\n{stored}"
+        );
+    }
 }
 
 #[test]

@@ -64,6 +64,11 @@ impl HandshakeDeadline {
         self.timeout
     }
 
+    /// When the handshake must be done.
+    pub(crate) fn at(&self) -> Instant {
+        self.deadline
+    }
+
     /// The time left, or the timeout error if none is.
     fn left(&self, now: Instant) -> Result<Duration, NegotiationError> {
         self.deadline

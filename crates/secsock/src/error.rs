@@ -209,6 +209,15 @@ pub enum NegotiationError {
     /// The listener requires a user identity and the client offered none.
     #[error("the server requires user authentication and the client offered none (give the client user credentials)")]
     UserAuthenticationRequired,
+    /// Too many user authentications failed from the client's address within the
+    /// listener's window (`[users] failures_per_address`, `failure_window`): this attempt
+    /// was refused before its credentials were looked at, whatever they were. Not an
+    /// oracle: it depends on the address only, never on the user.
+    #[error("too many failed user authentications from this address: try again in {} s", .retry_after.as_secs().max(1))]
+    UserAuthenticationThrottled {
+        /// How long until the address may try again (rounded up to a second).
+        retry_after: Duration,
+    },
     /// The user-authentication exchange broke its protocol (malformed or unexpected message).
     #[error("user authentication protocol error from the {peer}: {detail}")]
     UserAuthenticationProtocol {

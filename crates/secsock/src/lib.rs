@@ -29,7 +29,8 @@
 //! - [`settings`]: `SOCKET_SECURITY_SETTINGS` — what a socket asks for, validated.
 //! - [`name`]: SPNs and other principal names, and how a certificate proves them.
 //! - [`policy`]: the policy file — identity, trust anchors, crypto policies.
-//! - [`verify`]: chain validation and name matching (the keying module's authentication).
+//! - [`verify`]: chain validation and name matching (the keying module's authentication);
+//!   [`crl`]: the freshness of its CRLs.
 //! - [`info`]: `SOCKET_SECURITY_QUERY_INFO` — what a connection got.
 //! - [`socket`], [`stream`], [`listener`]: the blocking front end.
 //! - `tokio` (feature `tokio`): the async front end, the same names.
@@ -39,6 +40,7 @@
 #![warn(missing_docs)]
 
 mod constraints;
+pub mod crl;
 mod deadline;
 pub mod error;
 pub mod fallback;
@@ -57,6 +59,7 @@ pub mod settings;
 pub mod socket;
 pub mod stream;
 mod sys;
+mod throttle;
 mod ticketer;
 mod tls;
 #[cfg(feature = "tokio")]

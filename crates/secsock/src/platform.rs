@@ -46,8 +46,10 @@ impl Platform {
             rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
         let validator = Arc::new(
             ChainValidator::new(&policy.trust.anchors, &policy.trust.crls, algorithms)
-                .map_err(config_error)?,
+                .map_err(config_error)?
+                .with_expired_crls(policy.trust.expired_crls),
         );
+        validator.warn_about_expired_crls(rustls_pki_types::UnixTime::now());
         let mut fallback_secret = [0u8; 32];
         let _ = rustls::crypto::aws_lc_rs::default_provider()
             .secure_random
@@ -64,6 +66,7 @@ impl Platform {
                 &policy.identity,
                 validator.clone(),
                 policy.defaults.handshake_timeout,
+                policy.defaults.user_max_iterations,
                 users.clone(),
             )
             .map_err(|e| config_error(format!("[crypto.{}]: {e}", crypto.name)))?;

@@ -23,10 +23,12 @@
 //! [trust]                            # required, at least one anchor
 //! anchors = ["trust/ca.crt"]         # each file may hold several PEM certificates
 //! crls = []                          # PEM or DER CRL files, optional
+//! expired_crls = "warn"              # or "refuse"
 //!
 //! [defaults]                         # optional
 //! crypto = "standard"                # default "standard"
 //! handshake_timeout = "10s"          # default 10s; more than 0, at most 10 minutes
+//! user_max_iterations = 2400000      # the most PBKDF2 iterations a server may ask of us
 //!
 //! [crypto.standard]                  # optional; a built-in "standard" exists otherwise
 //! id = "5f1c2e3a-0000-4000-8000-00000000abcd"   # optional policy key (C ABI GUID)
@@ -36,7 +38,9 @@
 //! rekey_after = { bytes = "64GiB", time = "1h" }
 //! ```
 //!
-//! Relative paths are relative to the directory of the policy file.
+//! Relative paths are relative to the directory of the policy file. The policy file, the
+//! anchor and CRL files are refused when group or others may write them, the users file
+//! (password verifiers) and private keys when group or others have any permission on them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -68,6 +72,16 @@ const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// RFC 8446 §4.6.1: a resumption ticket lives at most seven days.
 const MAX_SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// `[defaults] user_max_iterations` when the file does not say: four times the count new
+/// verifiers get, so verifiers made stronger than today's default still work, while a
+/// hostile server can make a client spend at most about four logins' worth of CPU.
+pub const DEFAULT_USER_MAX_ITERATIONS: u32 = 4 * crate::scram::DEFAULT_ITERATIONS;
+/// The longest `[users] failure_window`.
+const MAX_FAILURE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+/// The longest `[users] failure_delay` and `failure_delay_max` (the longest handshake).
+const MAX_FAILURE_DELAY: Duration = MAX_HANDSHAKE_TIMEOUT;
+/// The largest `[users] failures_per_address`.
+const MAX_FAILURES_PER_ADDRESS: i64 = 100_000;
 /// The `why` of the `$SECSOCK_POLICY` discovery candidate.
 const FROM_ENV: &str = "$SECSOCK_POLICY";
 
@@ -123,11 +137,44 @@ pub enum UserAuthentication {
 pub struct Users {
     /// Whether clients must prove a user. Without a `[users]` section: off.
     pub authentication: UserAuthentication,
-    /// The file of SCRAM-SHA-256 verifiers (`secsock user add` writes it); read at each
-    /// authentication, so added users need no restart.
+    /// The file of SCRAM-SHA-256 verifiers (`secsock user add` writes it); read again
+    /// whenever it changes, so added users need no restart.
     pub file: Option<PathBuf>,
     /// The domain of user names given without one (`secsock user add alice`).
     pub domain: Option<String>,
+    /// How failed user authentications are slowed down.
+    pub failures: FailureLimits,
+}
+
+/// How a listener slows down failed user authentications (`[users] failures_per_address`,
+/// `failure_window`, `failure_delay`, `failure_delay_max`): per source address a budget
+/// of failures, after which that address is refused at once until its window slides;
+/// per user name a pause before each failure is answered, doubling with every consecutive
+/// failure (a pause, never a refusal: nobody can lock a user out by failing in its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureLimits {
+    /// Failures one source (an IPv4 address, an IPv6 /64) may have within `window` before
+    /// its further attempts are refused without being checked; 0: no such limit.
+    pub per_address: u32,
+    /// The sliding window of `per_address`; also how long a user name's run of failures
+    /// is remembered after its last failure.
+    pub window: Duration,
+    /// The pause before a user name's first failure is answered; zero: no pauses.
+    pub delay: Duration,
+    /// The longest pause (it is also cut to fit the handshake timeout).
+    pub delay_max: Duration,
+}
+
+impl Default for FailureLimits {
+    /// 10 failures per address within 15 minutes; pauses of 1 s, 2 s, 4 s, then 8 s.
+    fn default() -> Self {
+        FailureLimits {
+            per_address: 10,
+            window: Duration::from_secs(15 * 60),
+            delay: Duration::from_secs(1),
+            delay_max: Duration::from_secs(8),
+        }
+    }
 }
 
 /// Where the trust domain's CA certificate and key are (`[authority]`). The files are
@@ -187,6 +234,23 @@ pub struct Trust {
     pub crl_files: Vec<PathBuf>,
     /// Every CRL of every CRL file (possibly none).
     pub crls: Vec<CertificateRevocationListDer<'static>>,
+    /// The file each CRL of `crls` was read from, in the same order.
+    pub crl_origins: Vec<PathBuf>,
+    /// What an expired CRL (its nextUpdate passed) does (`expired_crls`).
+    pub expired_crls: ExpiredCrls,
+}
+
+/// What an expired CRL does (`[trust] expired_crls`): a CRL past its nextUpdate may miss
+/// revocations made since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExpiredCrls {
+    /// Use it anyway and log a warning at each load and once a day (`"warn"`): CRLs are
+    /// read only when the policy loads, so refusing would stop every peer of that issuer
+    /// until a restart with a fresh CRL.
+    #[default]
+    Warn,
+    /// Refuse every certificate whose issuer's CRL has expired (`"refuse"`).
+    Refuse,
 }
 
 /// What "default" means: the `[defaults]` section.
@@ -196,6 +260,10 @@ pub struct Defaults {
     pub crypto: String,
     /// How long a handshake may take before the connection fails (10 s unless the file says).
     pub handshake_timeout: Duration,
+    /// The most PBKDF2 iterations this machine's clients compute when a server's SCRAM
+    /// challenge asks for them ([`DEFAULT_USER_MAX_ITERATIONS`] unless the file says); a
+    /// server asking more is refused.
+    pub user_max_iterations: u32,
 }
 
 impl Default for Defaults {
@@ -203,6 +271,7 @@ impl Default for Defaults {
         Defaults {
             crypto: STANDARD.to_owned(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            user_max_iterations: DEFAULT_USER_MAX_ITERATIONS,
         }
     }
 }
@@ -296,9 +365,10 @@ impl Policy {
     /// ```
     pub fn load(path: impl AsRef<Path>) -> Result<Policy, PolicyError> {
         let path = path.as_ref();
-        let text =
-            fs::read_to_string(path).map_err(|e| PolicyError::new(path, PolicyErrorKind::Io(e)))?;
-        Policy::from_toml(&text, path)
+        match read_policy_text(path)? {
+            (_, Some(unsafe_mode)) => Err(unsafe_mode),
+            (text, None) => Policy::from_toml(&text, path),
+        }
     }
 
     /// Checks policy text as if it had been read from `source`, and reads the files it
@@ -313,12 +383,12 @@ impl Policy {
     /// private key with a bad mode. A file that cannot be read or parsed gives one error.
     pub fn diagnose(path: impl AsRef<Path>) -> Diagnosis {
         let path = path.as_ref();
-        let text = match fs::read_to_string(path) {
-            Ok(text) => text,
+        let (text, unsafe_mode) = match read_policy_text(path) {
+            Ok(read) => read,
             Err(e) => {
                 return Diagnosis {
                     policy: None,
-                    errors: vec![PolicyError::new(path, PolicyErrorKind::Io(e))],
+                    errors: vec![e],
                 }
             }
         };
@@ -326,7 +396,7 @@ impl Policy {
             text: &text,
             source: path,
         };
-        match ctx.parse() {
+        let mut diagnosis = match ctx.parse() {
             Ok(raw) => {
                 let (policy, errors) = ctx.build_all(raw);
                 Diagnosis { policy, errors }
@@ -335,7 +405,12 @@ impl Policy {
                 policy: None,
                 errors: vec![e],
             },
+        };
+        if let Some(e) = unsafe_mode {
+            diagnosis.policy = None;
+            diagnosis.errors.insert(0, e);
         }
+        diagnosis
     }
 
     /// Finds the policy file the way an application without an explicit path does, and
@@ -679,6 +754,37 @@ pub enum PolicyErrorKind {
         /// Its permission bits (`st_mode`).
         mode: u32,
     },
+    /// The policy file, a trust anchor file or a CRL file may be written by group or others
+    /// (`mode & 0o022 != 0`): whoever can write it decides whom this machine trusts.
+    #[error(
+        "{} is writable by group or others (mode {:04o}); {what} must be writable by its owner only: run `chmod go-w {}`",
+        path.display(),
+        mode & 0o7777,
+        path.display()
+    )]
+    WritableByOthers {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits (`st_mode`).
+        mode: u32,
+        /// What the file is, e.g. "the policy file".
+        what: &'static str,
+    },
+    /// The users file is accessible by group or others (`mode & 0o077 != 0`): its
+    /// verifiers allow offline guessing of the passwords, so it is as private as a key.
+    #[error(
+        "{} is {} by group or others (mode {:04o}); the users file holds password verifiers and must be 0600 or stricter: run `chmod 600 {}`",
+        path.display(),
+        if mode & 0o044 != 0 { "readable" } else { "accessible" },
+        mode & 0o7777,
+        path.display()
+    )]
+    UsersFilePermissions {
+        /// The users file.
+        path: PathBuf,
+        /// Its permission bits (`st_mode`).
+        mode: u32,
+    },
     /// A file holds no usable PEM item of the kind expected, or malformed PEM.
     #[error("{}: {what}", path.display())]
     BadPem {
@@ -741,6 +847,10 @@ struct RawUsers {
     file: Option<Spanned<String>>,
     authentication: Option<Spanned<String>>,
     domain: Option<Spanned<String>>,
+    failures_per_address: Option<Spanned<i64>>,
+    failure_window: Option<Spanned<Scalar>>,
+    failure_delay: Option<Spanned<Scalar>>,
+    failure_delay_max: Option<Spanned<Scalar>>,
 }
 
 #[derive(Deserialize)]
@@ -770,6 +880,7 @@ struct RawIdentity {
 struct RawTrust {
     anchors: Spanned<Vec<Spanned<String>>>,
     crls: Option<Vec<Spanned<String>>>,
+    expired_crls: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -777,6 +888,7 @@ struct RawTrust {
 struct RawDefaults {
     crypto: Option<Spanned<String>>,
     handshake_timeout: Option<Spanned<Scalar>>,
+    user_max_iterations: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -1040,15 +1152,95 @@ impl Ctx<'_> {
             },
         };
         let file = match &raw.file {
-            Some(file) => Some(self.resolve_path(file, "users.file")?),
+            Some(written) => {
+                let file = self.resolve_path(written, "users.file")?;
+                // Read at each authentication, not here (it may not exist yet); a mode
+                // that would refuse it then is better reported now, with its line.
+                if let Ok(metadata) = fs::metadata(&file) {
+                    let mode = metadata.permissions().mode();
+                    if metadata.is_file() && mode & 0o077 != 0 {
+                        let kind = PolicyErrorKind::UsersFilePermissions { path: file, mode };
+                        return Err(self.error(
+                            Some(written.span()),
+                            Some("users.file".to_owned()),
+                            kind,
+                        ));
+                    }
+                }
+                Some(file)
+            }
             None => None,
         };
+        let failures = self.failure_limits(&raw)?;
         let domain = raw.domain.map(|d| d.into_inner()).filter(|d| !d.is_empty());
         Ok(Users {
             authentication,
             file,
             domain,
+            failures,
         })
+    }
+
+    /// The `[users]` keys that slow down failed authentications.
+    fn failure_limits(&self, raw: &RawUsers) -> Result<FailureLimits, PolicyError> {
+        let mut limits = FailureLimits::default();
+        if let Some(count) = &raw.failures_per_address {
+            let value = *count.get_ref();
+            if !(0..=MAX_FAILURES_PER_ADDRESS).contains(&value) {
+                return Err(self.invalid(
+                    count.span(),
+                    "users.failures_per_address",
+                    format!(
+                        "{value} is not a count from 0 (no limit per address) to {MAX_FAILURES_PER_ADDRESS}"
+                    ),
+                ));
+            }
+            limits.per_address = value as u32;
+        }
+        let bounded = |value: &Spanned<Scalar>, key: &str, max: Duration, zero_ok: bool| {
+            let duration = self.duration(value, key)?;
+            if duration.is_zero() && !zero_ok {
+                return Err(self.invalid(value.span(), key, "must be more than 0s"));
+            }
+            if duration > max {
+                return Err(self.invalid(
+                    value.span(),
+                    key,
+                    format!(
+                        "`{}` is longer than the maximum of {}",
+                        value.get_ref().0,
+                        show_duration(max)
+                    ),
+                ));
+            }
+            Ok(duration)
+        };
+        if let Some(window) = &raw.failure_window {
+            limits.window = bounded(window, "users.failure_window", MAX_FAILURE_WINDOW, false)?;
+        }
+        if let Some(delay) = &raw.failure_delay {
+            limits.delay = bounded(delay, "users.failure_delay", MAX_FAILURE_DELAY, true)?;
+        }
+        if let Some(max) = &raw.failure_delay_max {
+            limits.delay_max = bounded(max, "users.failure_delay_max", MAX_FAILURE_DELAY, true)?;
+        }
+        if limits.delay > limits.delay_max {
+            let (key, span) = match (&raw.failure_delay, &raw.failure_delay_max) {
+                (Some(delay), _) => ("users.failure_delay", delay.span()),
+                (None, Some(max)) => ("users.failure_delay_max", max.span()),
+                (None, None) => unreachable!("the defaults are ordered"),
+            };
+            return Err(self.invalid(
+                span,
+                key,
+                format!(
+                    "failure_delay ({}) is longer than failure_delay_max ({}): the first pause would exceed the longest",
+                    show_duration(limits.delay),
+                    show_duration(limits.delay_max)
+                ),
+            ));
+        }
+        Ok(limits)
     }
 
     /// `[[accounts]]`, each rule checked; problems are added to `errors`.
@@ -1302,6 +1494,20 @@ impl Ctx<'_> {
             }
             defaults.handshake_timeout = value;
         }
+        if let Some(count) = raw.user_max_iterations {
+            let (min, max) = (crate::scram::MIN_ITERATIONS, crate::scram::MAX_ITERATIONS);
+            let value = *count.get_ref();
+            if value < i64::from(min) || value > i64::from(max) {
+                return Err(self.invalid(
+                    count.span(),
+                    "defaults.user_max_iterations",
+                    format!(
+                        "{value} is outside {min}..={max} (SCRAM's minimum, and the most a client ever computes)"
+                    ),
+                ));
+            }
+            defaults.user_max_iterations = value as u32;
+        }
         Ok(defaults)
     }
 
@@ -1311,7 +1517,10 @@ impl Ctx<'_> {
         let key_key = "identity.private_key";
         let chain = self
             .resolve_path(&raw.certificate, cert_key)
-            .and_then(|file| Ok((self.certificates(&raw.certificate, cert_key, &file)?, file)));
+            .and_then(|file| {
+                let chain = self.certificates(&raw.certificate, cert_key, &file, None)?;
+                Ok((chain, file))
+            });
         let span = raw.private_key.span();
         let private_key = self
             .resolve_path(&raw.private_key, key_key)
@@ -1378,16 +1587,33 @@ impl Ctx<'_> {
             )]);
         }
         let mut errors = Vec::new();
+        let expired_crls = match &raw.expired_crls {
+            None => ExpiredCrls::default(),
+            Some(value) => match value.get_ref().as_str() {
+                "warn" => ExpiredCrls::Warn,
+                "refuse" => ExpiredCrls::Refuse,
+                other => {
+                    return Err(vec![self.invalid(
+                        value.span(),
+                        "trust.expired_crls",
+                        format!("`{other}` is not one of: warn, refuse"),
+                    )])
+                }
+            },
+        };
         let mut trust = Trust {
             anchor_files: Vec::new(),
             anchors: Vec::new(),
             crl_files: Vec::new(),
             crls: Vec::new(),
+            crl_origins: Vec::new(),
+            expired_crls,
         };
         for written in raw.anchors.get_ref() {
-            let loaded = self
-                .resolve_path(written, key)
-                .and_then(|path| Ok((self.certificates(written, key, &path)?, path)));
+            let loaded = self.resolve_path(written, key).and_then(|path| {
+                let owner_only = Some("a trust anchor file");
+                Ok((self.certificates(written, key, &path, owner_only)?, path))
+            });
             match loaded {
                 Ok((anchors, path)) => {
                     trust.anchors.extend(anchors);
@@ -1403,6 +1629,7 @@ impl Ctx<'_> {
                 .and_then(|path| Ok((self.crls(&written, key, &path)?, path)));
             match loaded {
                 Ok((crls, path)) => {
+                    trust.crl_origins.extend(crls.iter().map(|_| path.clone()));
                     trust.crls.extend(crls);
                     trust.crl_files.push(path);
                 }
@@ -1416,19 +1643,17 @@ impl Ctx<'_> {
         }
     }
 
+    /// Reads a file the policy names. With `owner_only` (what the file is), the file is
+    /// refused when group or others may write it, checked on the file opened.
     fn read(
         &self,
         written: &Spanned<String>,
         key: &str,
         path: &Path,
+        owner_only: Option<&'static str>,
     ) -> Result<Vec<u8>, PolicyError> {
-        fs::read(path).map_err(|error| {
-            let kind = PolicyErrorKind::MissingFile {
-                path: path.to_path_buf(),
-                error,
-            };
-            self.error(Some(written.span()), Some(key.to_owned()), kind)
-        })
+        read_file(path, owner_only)
+            .map_err(|kind| self.error(Some(written.span()), Some(key.to_owned()), kind))
     }
 
     fn bad_pem(&self, span: Range<usize>, key: &str, path: &Path, what: String) -> PolicyError {
@@ -1445,8 +1670,9 @@ impl Ctx<'_> {
         written: &Spanned<String>,
         key: &str,
         path: &Path,
+        owner_only: Option<&'static str>,
     ) -> Result<Vec<CertificateDer<'static>>, PolicyError> {
-        let bytes = self.read(written, key, path)?;
+        let bytes = self.read(written, key, path, owner_only)?;
         let certs = CertificateDer::pem_slice_iter(&bytes)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.bad_pem(written.span(), key, path, pem_error_text(&e)))?;
@@ -1469,7 +1695,7 @@ impl Ctx<'_> {
         key: &str,
         path: &Path,
     ) -> Result<Vec<CertificateRevocationListDer<'static>>, PolicyError> {
-        let bytes = self.read(written, key, path)?;
+        let bytes = self.read(written, key, path, Some("a CRL file"))?;
         if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
             let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
                 .collect::<Result<Vec<_>, _>>()
@@ -1556,6 +1782,60 @@ pub fn read_private_key_pem(
     };
     let text = String::from_utf8(bytes).map_err(|_| bad_pem("the file is not text"))?;
     Ok((key, text))
+}
+
+/// Reads a file; with `owner_only` (what the file is, for the message), refuses it when
+/// group or others may write it. The mode checked is that of the file opened.
+fn read_file(path: &Path, owner_only: Option<&'static str>) -> Result<Vec<u8>, PolicyErrorKind> {
+    let missing = |error| PolicyErrorKind::MissingFile {
+        path: path.to_path_buf(),
+        error,
+    };
+    let mut file = fs::File::open(path).map_err(missing)?;
+    if let Some(what) = owner_only {
+        let mode = file.metadata().map_err(missing)?.permissions().mode();
+        if mode & 0o022 != 0 {
+            return Err(PolicyErrorKind::WritableByOthers {
+                path: path.to_path_buf(),
+                mode,
+                what,
+            });
+        }
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(missing)?;
+    Ok(bytes)
+}
+
+/// Reads the policy file: its text, and the error for a file that group or others may
+/// write (the text is still returned, so that `diagnose` can go on).
+fn read_policy_text(path: &Path) -> Result<(String, Option<PolicyError>), PolicyError> {
+    let io = |e: io::Error| PolicyError::new(path, PolicyErrorKind::Io(e));
+    let mut file = fs::File::open(path).map_err(io)?;
+    let mode = file.metadata().map_err(io)?.permissions().mode();
+    let unsafe_mode = (mode & 0o022 != 0).then(|| {
+        let kind = PolicyErrorKind::WritableByOthers {
+            path: path.to_path_buf(),
+            mode,
+            what: "the policy file",
+        };
+        PolicyError::new(path, kind)
+    });
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(io)?;
+    Ok((text, unsafe_mode))
+}
+
+/// `15m`, `8s`, `1500ms`: a duration as the policy file writes it.
+fn show_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        _ if ms % 86_400_000 == 0 && ms > 0 => format!("{}d", ms / 86_400_000),
+        _ if ms % 3_600_000 == 0 && ms > 0 => format!("{}h", ms / 3_600_000),
+        _ if ms % 60_000 == 0 && ms > 0 => format!("{}m", ms / 60_000),
+        _ if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        _ => format!("{ms}ms"),
+    }
 }
 
 /// Finds the deepest key path whose key or value span contains `offset`.
@@ -1837,7 +2117,8 @@ session_lifetime = "7d"
             policy.defaults,
             Defaults {
                 crypto: "fast".to_owned(),
-                handshake_timeout: Duration::from_millis(2500)
+                handshake_timeout: Duration::from_millis(2500),
+                user_max_iterations: DEFAULT_USER_MAX_ITERATIONS,
             }
         );
 
@@ -2066,7 +2347,7 @@ session_lifetime = "7d"
         let e = load_err(&dir, text);
         assert_eq!(
             shown(&dir, &e),
-            "policy.toml:5: unknown key `ancors` in [trust] (expected one of: anchors, crls)"
+            "policy.toml:5: unknown key `ancors` in [trust] (expected one of: anchors, crls, expired_crls)"
         );
         assert_eq!(e.key.as_deref(), Some("trust.ancors"));
         match &e.kind {
@@ -2077,7 +2358,7 @@ session_lifetime = "7d"
             } => {
                 assert_eq!(key, "ancors");
                 assert_eq!(&**table, "[trust]");
-                assert_eq!(**expected, ["anchors", "crls"]);
+                assert_eq!(**expected, ["anchors", "crls", "expired_crls"]);
             }
             other => panic!("{other:?}"),
         }
@@ -2220,6 +2501,77 @@ session_lifetime = "7d"
             "policy.toml:3: identity.private_key: identity/host.key is readable by group or others (mode 0644); \
              a private key must be 0600 or stricter: run `chmod 600 identity/host.key`"
         );
+    }
+
+    /// Issue 12, item 15: whoever may write the policy, an anchor or a CRL decides whom
+    /// this machine trusts, and whoever may read the users file can guess its passwords
+    /// offline; such files are refused like a private key open to others.
+    #[test]
+    fn policy_trust_and_users_files_open_to_others_are_refused() {
+        let dir = trust_domain();
+        let text = format!(
+            "{IDENTITY_AND_TRUST}crls = [\"trust/ca.crl\"]\n\n[users]\nfile = \"users.toml\"\n"
+        );
+        let policy = write_policy(&dir, &text);
+        fs::write(dir.path().join("users.toml"), "[users]\n").unwrap();
+        set_mode(&dir.path().join("users.toml"), 0o600);
+        for file in ["policy.toml", "trust/ca.crt", "trust/ca.crl"] {
+            set_mode(&dir.path().join(file), 0o644);
+        }
+        Policy::load(&policy).unwrap();
+        for (file, mode, line, key, fix) in [
+            ("policy.toml", 0o664, None, None, "chmod go-w"),
+            ("policy.toml", 0o646, None, None, "chmod go-w"),
+            (
+                "trust/ca.crt",
+                0o664,
+                Some(6),
+                Some("trust.anchors"),
+                "chmod go-w",
+            ),
+            (
+                "trust/ca.crl",
+                0o666,
+                Some(7),
+                Some("trust.crls"),
+                "chmod go-w",
+            ),
+            (
+                "users.toml",
+                0o640,
+                Some(10),
+                Some("users.file"),
+                "chmod 600",
+            ),
+            (
+                "users.toml",
+                0o604,
+                Some(10),
+                Some("users.file"),
+                "chmod 600",
+            ),
+        ] {
+            let path = dir.path().join(file);
+            let before = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            set_mode(&path, mode);
+            let e = Policy::load(&policy).expect_err(file);
+            let text = e.to_string();
+            assert_eq!((e.line, e.key.as_deref()), (line, key), "{text}");
+            assert!(text.contains(&format!("{} ", path.display())), "{text}");
+            assert!(text.contains(&format!("(mode {mode:04o})")), "{text}");
+            assert!(
+                text.contains(&format!("{fix} {}", path.display())),
+                "{text}"
+            );
+            let diagnosed = Policy::diagnose(&policy);
+            assert!(
+                diagnosed.errors.iter().any(|d| d.to_string() == text),
+                "diagnose misses {text}: {:?}",
+                diagnosed.errors
+            );
+            set_mode(&path, before);
+        }
+        Policy::load(&policy).unwrap();
     }
 
     #[test]
@@ -2509,6 +2861,97 @@ session_lifetime = "7d"
             shown(&dir, &e)
         );
         assert!(shown(&dir, &e).contains("{name}"), "{}", shown(&dir, &e));
+    }
+
+    #[test]
+    fn the_keys_of_issue_12_have_safe_defaults_and_are_checked() {
+        let dir = trust_domain();
+        let source = dir.path().join("policy.toml");
+        let plain = Policy::from_toml(IDENTITY_AND_TRUST, &source).unwrap();
+        assert_eq!(plain.defaults.user_max_iterations, 2_400_000);
+        assert_eq!(plain.trust.expired_crls, ExpiredCrls::Warn);
+        let limits = plain.users.failures;
+        assert_eq!(
+            (
+                limits.per_address,
+                limits.window,
+                limits.delay,
+                limits.delay_max
+            ),
+            (
+                10,
+                Duration::from_secs(900),
+                Duration::from_secs(1),
+                Duration::from_secs(8)
+            )
+        );
+
+        let text = format!(
+            "{IDENTITY_AND_TRUST}expired_crls = \"refuse\"\n\n[defaults]\nuser_max_iterations = 700000\n\n\
+             [users]\nfailures_per_address = 0\nfailure_window = \"1h\"\nfailure_delay = \"0s\"\nfailure_delay_max = \"2s\"\n"
+        );
+        let set = Policy::from_toml(&text, &source).unwrap();
+        assert_eq!(set.trust.expired_crls, ExpiredCrls::Refuse);
+        assert_eq!(set.defaults.user_max_iterations, 700_000);
+        assert_eq!(
+            set.users.failures,
+            FailureLimits {
+                per_address: 0,
+                window: Duration::from_secs(3600),
+                delay: Duration::ZERO,
+                delay_max: Duration::from_secs(2),
+            }
+        );
+
+        for (extra, expected) in [
+            (
+                "[defaults]\nuser_max_iterations = 4095\n",
+                "policy.toml:9: defaults.user_max_iterations: 4095 is outside 4096..=10000000",
+            ),
+            (
+                "[defaults]\nuser_max_iterations = 10000001\n",
+                "policy.toml:9: defaults.user_max_iterations: 10000001 is outside",
+            ),
+            (
+                "[defaults]\nuser_max_iterations = \"many\"\n",
+                "policy.toml:9: defaults.user_max_iterations: invalid type",
+            ),
+            (
+                "[users]\nfailures_per_address = -1\n",
+                "policy.toml:9: users.failures_per_address: -1 is not a count from 0",
+            ),
+            (
+                "[users]\nfailure_window = \"0s\"\n",
+                "policy.toml:9: users.failure_window: must be more than 0s",
+            ),
+            (
+                "[users]\nfailure_window = \"2d\"\n",
+                "policy.toml:9: users.failure_window: `2d` is longer than the maximum of 1d",
+            ),
+            (
+                "[users]\nfailure_delay = \"10s\"\n",
+                "policy.toml:9: users.failure_delay: failure_delay (10s) is longer than failure_delay_max (8s)",
+            ),
+            (
+                "[users]\nfailure_delay_max = \"500ms\"\n",
+                "policy.toml:9: users.failure_delay_max: failure_delay (1s) is longer than failure_delay_max (500ms)",
+            ),
+            (
+                "[users]\nfailure_delay_max = \"11m\"\n",
+                "policy.toml:9: users.failure_delay_max: `11m` is longer than the maximum of 10m",
+            ),
+        ] {
+            let e = load_err(&dir, &format!("{IDENTITY_AND_TRUST}\n{extra}"));
+            assert!(shown(&dir, &e).starts_with(expected), "{}", shown(&dir, &e));
+        }
+        let e = load_err(
+            &dir,
+            &format!("{IDENTITY_AND_TRUST}expired_crls = \"ignore\"\n"),
+        );
+        assert_eq!(
+            shown(&dir, &e),
+            "policy.toml:7: trust.expired_crls: `ignore` is not one of: warn, refuse"
+        );
     }
 
     #[test]

@@ -114,6 +114,16 @@ pub enum ScramError {
     /// [`MAX_ITERATIONS`].
     #[error("SCRAM parameters refused: {0}")]
     WeakParameters(String),
+    /// (Client side) the server asks for more PBKDF2 iterations than this client computes
+    /// ([`Client::with_max_iterations`]): a server must not be able to spend the client's
+    /// CPU at will.
+    #[error("the server asks for {iterations} PBKDF2 iterations, more than the {limit} this client computes")]
+    TooManyIterations {
+        /// What the server asked for.
+        iterations: u32,
+        /// This client's limit.
+        limit: u32,
+    },
 }
 
 impl ScramError {
@@ -129,7 +139,8 @@ impl ScramError {
             ScramError::AuthenticationFailed => "invalid-proof",
             ScramError::ServerSignatureMismatch
             | ScramError::InvalidPassword(_)
-            | ScramError::WeakParameters(_) => "other-error",
+            | ScramError::WeakParameters(_)
+            | ScramError::TooManyIterations { .. } => "other-error",
         };
         format!("e={value}")
     }
@@ -165,10 +176,14 @@ struct Keys {
 
 fn derive_keys(prepared_password: &str, salt: &[u8], iterations: u32) -> Keys {
     let mut salted_password = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<Sha256>(
-        prepared_password.as_bytes(),
+    // aws-lc's PBKDF2, compiled C: a debug build derives the default 600,000 rounds in a
+    // fraction of a second (the generic Rust code, instantiated unoptimised here, took
+    // seconds, and every unknown user's decoy challenge asks for the default count).
+    aws_lc_rs::pbkdf2::derive(
+        aws_lc_rs::pbkdf2::PBKDF2_HMAC_SHA256,
+        std::num::NonZeroU32::new(iterations).unwrap_or(std::num::NonZeroU32::MIN),
         salt,
-        iterations,
+        prepared_password.as_bytes(),
         &mut salted_password,
     );
     let client_key = hmac_sha256(&salted_password, &[b"Client Key"]);
@@ -527,6 +542,7 @@ pub struct Client {
     password: String,
     client_first_bare: String,
     client_nonce: String,
+    max_iterations: u32,
     state: ClientState,
 }
 
@@ -587,8 +603,17 @@ impl Client {
             password,
             client_first_bare,
             client_nonce,
+            max_iterations: MAX_ITERATIONS,
             state: ClientState::AwaitingServerFirst,
         })
+    }
+
+    /// Sets the most PBKDF2 iterations this client computes for a server that asks
+    /// ([`MAX_ITERATIONS`] unless set; a larger `limit` counts as that): a server asking
+    /// for more is refused with [`ScramError::TooManyIterations`] before any is computed.
+    pub fn with_max_iterations(mut self, limit: u32) -> Client {
+        self.max_iterations = limit.min(MAX_ITERATIONS);
+        self
     }
 
     /// The client-first message: `p=tls-exporter,,n=<user>,r=<nonce>`.
@@ -628,6 +653,12 @@ impl Client {
         let salt = decode_base64(salt, "s")?;
         let iterations = parse_iterations(iterations)?;
         check_iterations(iterations)?;
+        if iterations > self.max_iterations {
+            return Err(ScramError::TooManyIterations {
+                iterations,
+                limit: self.max_iterations,
+            });
+        }
         check_salt(&salt)?;
 
         let mut keys = derive_keys(&self.password, &salt, iterations);
@@ -719,6 +750,7 @@ pub struct Server {
     binding: Vec<u8>,
     decoy_secret: Vec<u8>,
     decoy_iterations: u32,
+    canonical: fn(&str) -> Result<String, String>,
     server_nonce: String,
     /// Test hook: accept the `n,,` header so that the RFC 7677 vector (plain
     /// SCRAM-SHA-256) can run; never set outside tests.
@@ -755,24 +787,47 @@ impl Server {
             binding: binding.to_vec(),
             decoy_secret: decoy_secret.to_vec(),
             decoy_iterations: DEFAULT_ITERATIONS,
+            canonical: |user| Ok(user.to_string()),
             server_nonce: new_nonce(random),
             accept_unbound: false,
             state: ServerState::AwaitingClientFirst,
         }
     }
 
-    /// Sets the iteration count of decoy verifiers: make it the count the users file's
-    /// verifiers have, so that an unknown user's server-first message looks like a real
-    /// one's (and keep it within [`MIN_ITERATIONS`]..=[`MAX_ITERATIONS`], or clients
-    /// refuse decoys with [`ScramError::WeakParameters`] — an oracle).
+    /// Sets the iteration count of decoy verifiers ([`DEFAULT_ITERATIONS`] unless set).
+    /// Make it the count new verifiers get, never one read from the existing users: a
+    /// decoy count copied from them tells an attacker that count, and any user whose
+    /// verifier has another count stands out from the decoys (keep it within
+    /// [`MIN_ITERATIONS`]..=[`MAX_ITERATIONS`] too, or clients refuse decoys with
+    /// [`ScramError::WeakParameters`] — an oracle).
     pub fn with_decoy_iterations(mut self, iterations: u32) -> Server {
         self.decoy_iterations = iterations;
         self
     }
 
+    /// Sets how a user name (as sent, after SASLprep) becomes the one name the server
+    /// knows it by: that name is looked up, makes the decoy and is the name proven, so
+    /// that two spellings of one user can neither be told apart nor prove two principals.
+    /// An `Err` refuses the name as [`ScramError::Malformed`]. Unless set, names are taken
+    /// as they are.
+    pub fn with_canonical_names(mut self, canonical: fn(&str) -> Result<String, String>) -> Server {
+        self.canonical = canonical;
+        self
+    }
+
+    /// The (canonical) name of the user being authenticated, once the client-first message
+    /// was accepted and until the exchange ends.
+    pub fn user(&self) -> Option<&str> {
+        match &self.state {
+            ServerState::AwaitingClientFinal { user, .. } => Some(user),
+            _ => None,
+        }
+    }
+
     /// Reads the client-first message and returns the server-first message
     /// (`r=<client nonce><server nonce>,s=<salt>,i=<iterations>`). `lookup` gives the
-    /// verifier of a (SASLprep'ed) user name, or `None`: then a decoy verifier answers and
+    /// verifier of a user name (SASLprep'ed, then made canonical, see
+    /// [`Server::with_canonical_names`]), or `None`: then a decoy verifier answers and
     /// the exchange fails only at the proof, as with a wrong password.
     pub fn handle_client_first(
         &mut self,
@@ -823,6 +878,7 @@ impl Server {
         let client_nonce = attribute(fields.next(), 'r', "the nonce")?;
         check_extensions(fields)?;
         let user = saslprep_user(&decode_saslname(user)?)?;
+        let user = (self.canonical)(&user).map_err(|e| malformed(format!("n: {e}")))?;
         check_nonce(client_nonce, "client nonce")?;
 
         let (verifier, is_decoy) = match lookup(&user) {
@@ -941,6 +997,7 @@ impl Server {
             binding: binding.to_vec(),
             decoy_secret: b"decoy secret".to_vec(),
             decoy_iterations: MIN_ITERATIONS,
+            canonical: |user| Ok(user.to_string()),
             server_nonce: server_nonce.to_string(),
             accept_unbound,
             state: ServerState::AwaitingClientFirst,
@@ -1473,6 +1530,24 @@ mod tests {
                 other => panic!("{case}: {other:?}"),
             }
         }
+        // A client's own, lower limit: refused before any PBKDF2 is computed.
+        let client = Client::for_test("user", "pencil", GS2_HEADER_PLUS, &BINDING, "cnonce")
+            .unwrap()
+            .with_max_iterations(8192);
+        let mut client = client;
+        assert_eq!(
+            client.handle_server_first(&format!("r=cnonceS,s={salt},i=8193")),
+            Err(ScramError::TooManyIterations {
+                iterations: 8193,
+                limit: 8192
+            })
+        );
+        let mut client = Client::for_test("user", "pencil", GS2_HEADER_PLUS, &BINDING, "cnonce")
+            .unwrap()
+            .with_max_iterations(8192);
+        assert!(client
+            .handle_server_first(&format!("r=cnonceS,s={salt},i=8192"))
+            .is_ok());
         // Verifier creation.
         assert!(matches!(
             Verifier::new("pencil", &[0u8; 16], 4095),
@@ -1490,6 +1565,50 @@ mod tests {
             Verifier::generate("pencil", 1000, &test_random(1)),
             Err(ScramError::WeakParameters(_))
         ));
+    }
+
+    #[test]
+    fn canonical_names_serve_the_lookup_the_decoy_and_the_proof() {
+        let stored = verifier(PASSWORD);
+        let upper_domain = |user: &str| match user.rsplit_once('@') {
+            Some((name, domain)) => Ok(format!("{name}@{}", domain.to_ascii_uppercase())),
+            None => Err(format!("`{user}` has no domain")),
+        };
+        let challenge = |user: &str| {
+            let client = Client::new(user, PASSWORD, &BINDING, &test_random(1)).unwrap();
+            let mut server = new_server(&BINDING, 2).with_canonical_names(upper_domain);
+            let first =
+                server.handle_client_first(&client.client_first(), &lookup_alice(stored.clone()));
+            (first, server.user().map(str::to_string))
+        };
+        let (alice, name) = challenge("alice@example.test");
+        assert_eq!(
+            name.as_deref(),
+            Some(USER),
+            "the lookup got the canonical name"
+        );
+        assert!(alice.unwrap().contains(&BASE64.encode(&stored.salt)));
+        let (a, _) = challenge("mallory@example.test");
+        let (b, _) = challenge("mallory@EXAMPLE.TEST");
+        let salt = |first: String| first.split(',').nth(1).unwrap().to_string();
+        assert_eq!(
+            salt(a.unwrap()),
+            salt(b.unwrap()),
+            "one decoy per canonical name"
+        );
+        assert!(
+            matches!(challenge("alice").0, Err(ScramError::Malformed(m)) if m.contains("no domain"))
+        );
+        // The name proven is the canonical one.
+        let mut client =
+            Client::new("alice@example.test", PASSWORD, &BINDING, &test_random(1)).unwrap();
+        let mut server = new_server(&BINDING, 2).with_canonical_names(upper_domain);
+        let first = server
+            .handle_client_first(&client.client_first(), &lookup_alice(stored))
+            .unwrap();
+        let last = client.handle_server_first(&first).unwrap();
+        assert_eq!(server.handle_client_final(&last).unwrap().1, USER);
+        assert_eq!(server.user(), None, "the exchange is over");
     }
 
     #[test]

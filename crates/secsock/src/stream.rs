@@ -28,7 +28,7 @@ use crate::session::{
 };
 use crate::settings::UserCredentials;
 use crate::tls::CryptoContext;
-use crate::userauth::{self, ClientExchange, Frame, ServerExchange, Step};
+use crate::userauth::{self, failure_pause, ClientExchange, Frame, ServerExchange, Step};
 
 /// A secured TCP connection (or, where the settings allowed it, one in clear text: the
 /// query says which).
@@ -221,7 +221,7 @@ impl SecureStream {
         deadline.arm_read(&self.socket)?;
         deadline.arm_write(&self.socket)?;
         let outcome = if server {
-            self.serve_user_exchange(&ctx, &binding)
+            self.serve_user_exchange(&ctx, &binding, deadline.at())
         } else {
             self.run_user_exchange(credentials, &ctx, &binding)
         };
@@ -243,7 +243,8 @@ impl SecureStream {
         ctx: &CryptoContext,
         binding: &[u8],
     ) -> Result<(), Error> {
-        let (mut exchange, hello) = ClientExchange::start(credentials, binding, &ctx.provider)?;
+        let (mut exchange, hello) =
+            ClientExchange::start(credentials, binding, &ctx.provider, ctx.user_max_iterations)?;
         self.send_frame(&hello)?;
         loop {
             let frame = userauth::read_frame(self, Peer::Server)?;
@@ -254,11 +255,18 @@ impl SecureStream {
         }
     }
 
-    fn serve_user_exchange(&mut self, ctx: &CryptoContext, binding: &[u8]) -> Result<(), Error> {
-        let mut exchange = ServerExchange::new(&ctx.users, &ctx.validator, binding, &ctx.provider);
+    fn serve_user_exchange(
+        &mut self,
+        ctx: &CryptoContext,
+        binding: &[u8],
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        let peer = self.peer_addr.ip();
+        let mut exchange =
+            ServerExchange::new(&ctx.users, &ctx.validator, binding, &ctx.provider, peer);
         loop {
             let frame = userauth::read_frame(self, Peer::Client)?;
-            match exchange.on_frame(frame) {
+            match exchange.on_frame(frame, Instant::now()) {
                 Ok(Step::Send(frame)) => self.send_frame(&frame)?,
                 Ok(Step::Done(last, identity)) => {
                     if let Some(frame) = last {
@@ -269,11 +277,17 @@ impl SecureStream {
                     }
                     return Ok(());
                 }
-                Err((reason, frame)) => {
-                    // Tell the client (generically), end the connection cleanly, and
-                    // keep the detail for the server's caller.
-                    let refusal = reason.into();
-                    let _ = self.send_frame(&frame);
+                Err(failure) => {
+                    // Pause as the throttle says (this thread only), tell the client
+                    // (generically), end the connection cleanly, and keep the detail for
+                    // the server's caller.
+                    let timeout = ctx.handshake_timeout;
+                    let pause = failure_pause(failure.delay, Instant::now(), deadline, timeout);
+                    if !pause.is_zero() {
+                        std::thread::sleep(pause);
+                    }
+                    let refusal = failure.reason.into();
+                    let _ = self.send_frame(&failure.frame);
                     let _ = self.shutdown(Shutdown::Write);
                     linger_after_refusal(&self.socket, &refusal);
                     return Err(refusal);

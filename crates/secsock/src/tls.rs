@@ -43,6 +43,9 @@ pub(crate) struct CryptoContext {
     pub users: Arc<crate::users::UserDirectory>,
     /// The policy's `[defaults] handshake_timeout`.
     pub handshake_timeout: Duration,
+    /// The policy's `[defaults] user_max_iterations`: the most PBKDF2 iterations a
+    /// server's SCRAM challenge may ask of our clients.
+    pub user_max_iterations: u32,
     pub provider: Arc<CryptoProvider>,
     /// The server configuration (with the user-authentication ALPN when `[users]` is on).
     pub server: Arc<ServerConfig>,
@@ -152,6 +155,7 @@ impl CryptoContext {
         identity: &Identity,
         validator: Arc<ChainValidator>,
         handshake_timeout: Duration,
+        user_max_iterations: u32,
         users: Arc<crate::users::UserDirectory>,
     ) -> Result<Self, String> {
         let provider = Arc::new(provider_for(policy));
@@ -202,6 +206,7 @@ impl CryptoContext {
             server_without_alpn,
             policy: policy.clone(),
             handshake_timeout,
+            user_max_iterations,
             provider,
             server: Arc::new(server),
             client,

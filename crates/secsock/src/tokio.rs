@@ -60,7 +60,7 @@ use crate::socket::{connect_timed_out, fallback_socket, Plan};
 use crate::stream::{protocol_error, truncation_error};
 use crate::tls::client_hello_offers;
 use crate::tls::CryptoContext;
-use crate::userauth::{self, ClientExchange, Frame, ServerExchange, Step};
+use crate::userauth::{self, failure_pause, ClientExchange, Frame, ServerExchange, Step};
 use socket2::{Domain, Socket};
 
 /// An unconnected TCP socket on which security can be turned on (async).
@@ -660,7 +660,7 @@ impl SecureStream {
         let timeout = ctx.handshake_timeout;
         let exchange = async {
             if server {
-                self.serve_user_exchange(&ctx, &binding).await
+                self.serve_user_exchange(&ctx, &binding, deadline).await
             } else {
                 self.run_user_exchange(credentials, &ctx, &binding).await
             }
@@ -695,11 +695,29 @@ impl SecureStream {
         ctx: &CryptoContext,
         binding: &[u8],
     ) -> Result<(), Error> {
-        let (mut exchange, hello) = ClientExchange::start(credentials, binding, &ctx.provider)?;
+        let (mut exchange, hello) =
+            ClientExchange::start(credentials, binding, &ctx.provider, ctx.user_max_iterations)?;
         self.send_frame(&hello).await?;
         loop {
             let frame = userauth::read_frame_async(self, Peer::Server).await?;
-            match exchange.on_frame(frame)? {
+            let step = if exchange.derives_keys(&frame) {
+                // PBKDF2 (up to `user_max_iterations`) would hold a runtime thread for as
+                // long: it runs on the blocking pool.
+                let (back, step) = ::tokio::task::spawn_blocking(move || {
+                    let step = exchange.on_frame(frame);
+                    (exchange, step)
+                })
+                .await
+                .map_err(|e| match e.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    Err(e) => io::Error::other(format!("the key derivation was cancelled: {e}")),
+                })?;
+                exchange = back;
+                step
+            } else {
+                exchange.on_frame(frame)
+            };
+            match step? {
                 Step::Send(frame) => self.send_frame(&frame).await?,
                 Step::Done(..) => return Ok(()),
             }
@@ -710,11 +728,14 @@ impl SecureStream {
         &mut self,
         ctx: &CryptoContext,
         binding: &[u8],
+        deadline: Instant,
     ) -> Result<(), Error> {
-        let mut exchange = ServerExchange::new(&ctx.users, &ctx.validator, binding, &ctx.provider);
+        let peer = self.peer_addr.ip();
+        let mut exchange =
+            ServerExchange::new(&ctx.users, &ctx.validator, binding, &ctx.provider, peer);
         loop {
             let frame = userauth::read_frame_async(self, Peer::Client).await?;
-            match exchange.on_frame(frame) {
+            match exchange.on_frame(frame, Instant::now()) {
                 Ok(Step::Send(frame)) => self.send_frame(&frame).await?,
                 Ok(Step::Done(last, identity)) => {
                     if let Some(frame) = last {
@@ -725,11 +746,17 @@ impl SecureStream {
                     }
                     return Ok(());
                 }
-                Err((reason, frame)) => {
+                Err(failure) => {
+                    // The throttle's pause, as a timer: the runtime thread serves others.
                     // The caller lingers after the refusal (outside the deadline).
-                    let _ = self.send_frame(&frame).await;
+                    let timeout = ctx.handshake_timeout;
+                    let pause = failure_pause(failure.delay, Instant::now(), deadline, timeout);
+                    if !pause.is_zero() {
+                        ::tokio::time::sleep(pause).await;
+                    }
+                    let _ = self.send_frame(&failure.frame).await;
                     let _ = ::tokio::io::AsyncWriteExt::shutdown(self).await;
-                    return Err(reason.into());
+                    return Err(failure.reason.into());
                 }
             }
         }

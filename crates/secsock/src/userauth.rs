@@ -28,10 +28,16 @@
 //! A failure is reported to the client as "user authentication failed", whatever the
 //! cause — unknown user, wrong password or unacceptable certificate look the same (the
 //! server's log has the detail). The connection is then closed: no application byte was
-//! exchanged.
+//! exchanged. Failures are rate limited ([`crate::throttle`]): an address with too many
+//! recent failures is refused at once ("user authentication throttled"), and each
+//! failure in a user name's run is answered after a growing pause.
 //!
 //! No I/O here: [`ClientExchange`] and [`ServerExchange`] consume frames and say what to
-//! send; the front ends move the frames through the TLS stream.
+//! send, and for how long to wait first; the front ends wait, and move the frames through
+//! the TLS stream.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use rustls::crypto::CryptoProvider;
 use rustls::SignatureScheme;
@@ -44,7 +50,7 @@ use crate::name::{CertificateNames, PrincipalName};
 use crate::policy::UserAuthentication;
 use crate::scram;
 use crate::settings::UserCredentials;
-use crate::users::UserDirectory;
+use crate::users::{canonical_user, UserDirectory};
 use crate::verify::{ChainValidator, Usage};
 
 /// The ALPN protocol that announces the user-authentication step.
@@ -300,10 +306,13 @@ enum ClientState {
 
 impl ClientExchange {
     /// Starts: the HELLO to send, for `credentials` (none: `NONE`), bound to `binding`.
+    /// A server asking for more than `max_iterations` PBKDF2 iterations (the policy's
+    /// `[defaults] user_max_iterations`) is refused.
     pub fn start(
         credentials: Option<&UserCredentials>,
         binding: &[u8],
         provider: &CryptoProvider,
+        max_iterations: u32,
     ) -> Result<(ClientExchange, Frame), NegotiationError> {
         let random = |buf: &mut [u8]| {
             let _ = provider.secure_random.fill(buf);
@@ -325,7 +334,8 @@ impl ClientExchange {
                     .map_err(|_| local("the password is not UTF-8".into()))?;
                 let name = crate::users::user_key(user, domain);
                 let client = scram::Client::new(&name, password, binding, &random)
-                    .map_err(|e| local(e.to_string()))?;
+                    .map_err(|e| local(e.to_string()))?
+                    .with_max_iterations(max_iterations);
                 let first = client.client_first();
                 Ok((
                     ClientExchange {
@@ -374,6 +384,13 @@ impl ClientExchange {
         }
     }
 
+    /// Whether [`on_frame`](Self::on_frame) derives the password's keys for `frame`: it
+    /// then runs PBKDF2 (up to the client's maximum of iterations), which an async front
+    /// end keeps off its runtime's threads.
+    pub fn derives_keys(&self, frame: &Frame) -> bool {
+        matches!(self.state, ClientState::AwaitChallenge(_)) && frame.kind == Kind::Challenge
+    }
+
     /// Takes the server's next frame.
     pub fn on_frame(&mut self, frame: Frame) -> Result<Step, NegotiationError> {
         let unexpected = |what: &str| protocol(Peer::Server, &format!("unexpected {what}"));
@@ -382,6 +399,8 @@ impl ClientExchange {
             self.state = ClientState::Finished;
             return Err(if reason == REQUIRED {
                 NegotiationError::UserAuthenticationRequired
+            } else if let Some(retry_after) = throttled_retry_after(&reason) {
+                NegotiationError::UserAuthenticationThrottled { retry_after }
             } else {
                 NegotiationError::UserAuthenticationFailed { reason }
             });
@@ -396,9 +415,13 @@ impl ClientExchange {
         ) {
             (ClientState::AwaitChallenge(mut client), Kind::Challenge) => {
                 let response = client.handle_server_first(&text()?).map_err(|e| {
-                    NegotiationError::UserAuthenticationFailed {
-                        reason: e.to_string(),
-                    }
+                    let reason = match e {
+                        scram::ScramError::TooManyIterations { .. } => format!(
+                            "{e} (the limit is the policy's [defaults] user_max_iterations)"
+                        ),
+                        e => e.to_string(),
+                    };
+                    NegotiationError::UserAuthenticationFailed { reason }
                 })?;
                 self.state = ClientState::AwaitServerFinal(client);
                 Ok(Step::Send(Frame::new(
@@ -425,9 +448,43 @@ impl ClientExchange {
 const REQUIRED: &str = "user authentication required";
 /// The FAILURE reason for every other failure: no oracle.
 const FAILED: &str = "user authentication failed";
+/// The start of the FAILURE reason for an address refused for its recent failures; the
+/// rest says when to try again: `: retry in N s`.
+const THROTTLED: &str = "user authentication throttled";
 
-/// A failure: what the server logs, and the FAILURE frame the client gets.
-pub type ServerFailure = (NegotiationError, Frame);
+/// The time a client is told to wait, read from a throttled FAILURE reason.
+fn throttled_retry_after(reason: &str) -> Option<Duration> {
+    let seconds = reason
+        .strip_prefix(THROTTLED)?
+        .strip_prefix(": retry in ")?
+        .strip_suffix(" s")?;
+    seconds.parse().ok().map(Duration::from_secs)
+}
+
+/// A failure: what the server logs, the FAILURE frame the client gets, and how long to
+/// wait before sending it (the throttle's pause for the user name; zero when none).
+#[derive(Debug)]
+pub struct ServerFailure {
+    /// Why, for the server's caller and log.
+    pub reason: NegotiationError,
+    /// What the client is told.
+    pub frame: Frame,
+    /// The pause before the frame is sent (see [`failure_pause`]).
+    pub delay: Duration,
+}
+
+/// How long a front end really pauses before a FAILURE: the throttle's `delay`, cut so the
+/// answer still leaves a tenth of the handshake `timeout` before the `deadline` (the
+/// client's own deadline started a little earlier, at its connect).
+pub(crate) fn failure_pause(
+    delay: Duration,
+    now: Instant,
+    deadline: Instant,
+    timeout: Duration,
+) -> Duration {
+    let left = deadline.saturating_duration_since(now);
+    delay.min(left.saturating_sub(timeout / 10))
+}
 
 /// The server's side of one exchange.
 pub struct ServerExchange<'a> {
@@ -435,58 +492,85 @@ pub struct ServerExchange<'a> {
     validator: &'a ChainValidator,
     binding: Vec<u8>,
     provider: &'a CryptoProvider,
+    /// The client's address: failures are counted per source.
+    peer: IpAddr,
     scram: Option<scram::Server>,
+    /// The canonical user name the client gave, once it gave one.
+    user: Option<String>,
+    /// When the throttle admitted (and counted) this attempt to prove a user.
+    admitted: Option<Instant>,
 }
 
 impl<'a> ServerExchange<'a> {
-    /// An exchange on a connection whose channel binding is `binding`.
+    /// An exchange on a connection from `peer` whose channel binding is `binding`.
     pub fn new(
         directory: &'a UserDirectory,
         validator: &'a ChainValidator,
         binding: &[u8],
         provider: &'a CryptoProvider,
+        peer: IpAddr,
     ) -> Self {
         Self {
             directory,
             validator,
             binding: binding.to_vec(),
             provider,
+            peer,
             scram: None,
+            user: None,
+            admitted: None,
         }
     }
 
-    fn fail(detail: impl Into<String>) -> ServerFailure {
-        (
-            NegotiationError::UserAuthenticationFailed {
-                reason: detail.into(),
-            },
-            Frame::new(Kind::Failure, FAILED.as_bytes()),
-        )
+    /// A failed authentication: counted against the source and the user name it gave,
+    /// answered generically after the throttle's pause.
+    fn failure(&self, reason: NegotiationError, now: Instant) -> ServerFailure {
+        let throttle = &self.directory.throttle;
+        if self.admitted.is_none() {
+            throttle.failed_unadmitted(self.peer, now);
+        }
+        let delay = match &self.user {
+            Some(user) => throttle.failed_as(user, now),
+            None => Duration::ZERO,
+        };
+        ServerFailure {
+            reason,
+            frame: Frame::new(Kind::Failure, FAILED.as_bytes()),
+            delay,
+        }
     }
 
-    fn broken(detail: &str) -> ServerFailure {
-        (
-            protocol(Peer::Client, detail),
-            Frame::new(Kind::Failure, FAILED.as_bytes()),
-        )
+    fn fail(&self, detail: impl Into<String>, now: Instant) -> ServerFailure {
+        let reason = NegotiationError::UserAuthenticationFailed {
+            reason: detail.into(),
+        };
+        self.failure(reason, now)
     }
 
-    /// Takes the client's next frame.
-    pub fn on_frame(&mut self, frame: Frame) -> Result<Step, ServerFailure> {
+    fn broken(&self, detail: &str, now: Instant) -> ServerFailure {
+        self.failure(protocol(Peer::Client, detail), now)
+    }
+
+    /// Takes the client's next frame, which arrived at `now`.
+    pub fn on_frame(&mut self, frame: Frame, now: Instant) -> Result<Step, ServerFailure> {
         match (frame.kind, self.scram.is_some()) {
-            (Kind::Hello, false) => self.on_hello(&frame.payload),
+            (Kind::Hello, false) => self.on_hello(&frame.payload, now),
             (Kind::Response, true) => {
                 let text = std::str::from_utf8(&frame.payload)
-                    .map_err(|_| Self::broken("a message that is not text"))?;
-                let server = self
-                    .scram
-                    .as_mut()
-                    .ok_or_else(|| Self::broken("unexpected RESPONSE"))?;
-                let (final_message, user) = server
-                    .handle_client_final(text)
-                    .map_err(|e| Self::fail(e.to_string()))?;
-                let principal = PrincipalName::parse(&format!("user:{user}"))
-                    .map_err(|e| Self::fail(format!("the user name is not a principal: {e}")))?;
+                    .map_err(|_| self.broken("a message that is not text", now))?;
+                let answer = match self.scram.as_mut() {
+                    Some(server) => server.handle_client_final(text),
+                    None => return Err(self.broken("unexpected RESPONSE", now)),
+                };
+                let (final_message, user) = answer.map_err(|e| self.fail(e.to_string(), now))?;
+                // `user` is canonical (`canonical_user`), hence always a principal.
+                let principal = PrincipalName::parse(&format!("user:{user}")).map_err(|e| {
+                    self.fail(format!("the user name is not a principal: {e}"), now)
+                })?;
+                let admitted = self.admitted.unwrap_or(now);
+                self.directory
+                    .throttle
+                    .succeeded(self.peer, admitted, Some(&user));
                 let identity = PeerIdentity {
                     names: vec![principal],
                     chain: Vec::new(),
@@ -500,18 +584,35 @@ impl<'a> ServerExchange<'a> {
                     Some(identity),
                 ))
             }
-            (kind, _) => Err(Self::broken(&format!("unexpected {kind:?}"))),
+            (kind, _) => Err(self.broken(&format!("unexpected {kind:?}"), now)),
         }
     }
 
-    fn on_hello(&mut self, payload: &[u8]) -> Result<Step, ServerFailure> {
-        let (mechanism, data) = parse_hello(payload).map_err(|e| Self::broken(&e))?;
+    fn on_hello(&mut self, payload: &[u8], now: Instant) -> Result<Step, ServerFailure> {
+        let (mechanism, data) = parse_hello(payload).map_err(|e| self.broken(&e, now))?;
+        // Proving nothing (NONE) is never refused for the address's failures; every proof
+        // is, before it is looked at.
+        if mechanism != MECH_NONE {
+            if let Err(retry_after) = self.directory.throttle.admit(self.peer, now) {
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                let text = format!("{THROTTLED}: retry in {} s", seconds.max(1));
+                return Err(ServerFailure {
+                    reason: NegotiationError::UserAuthenticationThrottled {
+                        retry_after: Duration::from_secs(seconds.max(1)),
+                    },
+                    frame: Frame::new(Kind::Failure, text.into_bytes()),
+                    delay: Duration::ZERO,
+                });
+            }
+            self.admitted = Some(now);
+        }
         match mechanism {
             MECH_NONE => match self.directory.authentication {
-                UserAuthentication::Required => Err((
-                    NegotiationError::UserAuthenticationRequired,
-                    Frame::new(Kind::Failure, REQUIRED.as_bytes()),
-                )),
+                UserAuthentication::Required => Err(ServerFailure {
+                    reason: NegotiationError::UserAuthenticationRequired,
+                    frame: Frame::new(Kind::Failure, REQUIRED.as_bytes()),
+                    delay: Duration::ZERO,
+                }),
                 _ => Ok(Step::Done(
                     Some(Frame::new(Kind::Success, Vec::new())),
                     None,
@@ -519,18 +620,23 @@ impl<'a> ServerExchange<'a> {
             },
             MECH_SCRAM => {
                 let text = std::str::from_utf8(data)
-                    .map_err(|_| Self::broken("a message that is not text"))?;
+                    .map_err(|_| self.broken("a message that is not text", now))?;
                 let provider = self.provider;
                 let random = |buf: &mut [u8]| {
                     let _ = provider.secure_random.fill(buf);
                 };
                 let snapshot = self.directory.snapshot();
-                let mut server = scram::Server::new(&self.binding, &snapshot.decoy_secret, &random)
-                    .with_decoy_iterations(snapshot.decoy_iterations());
+                // Decoys get the count `secsock user add` gives new users
+                // (`scram::DEFAULT_ITERATIONS`, the server's default), whatever the real
+                // users have: a count copied from them would itself tell them apart.
+                let mut server =
+                    scram::Server::new(&self.binding, &snapshot.decoy_secret(), &random)
+                        .with_canonical_names(canonical_user);
                 let lookup = |user: &str| snapshot.lookup(user);
                 let challenge = server
                     .handle_client_first(text, &lookup)
-                    .map_err(|e| Self::fail(e.to_string()))?;
+                    .map_err(|e| self.fail(e.to_string(), now))?;
+                self.user = server.user().map(str::to_owned);
                 self.scram = Some(server);
                 Ok(Step::Send(Frame::new(
                     Kind::Challenge,
@@ -538,13 +644,17 @@ impl<'a> ServerExchange<'a> {
                 )))
             }
             MECH_CERT => {
-                let identity = self.check_certificate(data).map_err(Self::fail)?;
+                let identity = self
+                    .check_certificate(data)
+                    .map_err(|e| self.fail(e, now))?;
+                let admitted = self.admitted.unwrap_or(now);
+                self.directory.throttle.succeeded(self.peer, admitted, None);
                 Ok(Step::Done(
                     Some(Frame::new(Kind::Success, Vec::new())),
                     Some(identity),
                 ))
             }
-            other => Err(Self::broken(&format!("unknown mechanism `{other}`"))),
+            other => Err(self.broken(&format!("unknown mechanism `{other}`"), now)),
         }
     }
 
@@ -667,5 +777,181 @@ mod tests {
         assert!(decode_cert_proof(&[0])
             .unwrap_err()
             .contains("no user certificate"));
+    }
+}
+
+#[cfg(test)]
+mod throttling_tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::policy::{FailureLimits, Users};
+    use crate::users::{add_user, UserDirectory};
+
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+    const B: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+    const BINDING: [u8; 32] = [0x42; 32];
+
+    struct Server {
+        directory: UserDirectory,
+        validator: ChainValidator,
+        provider: CryptoProvider,
+    }
+
+    fn server(file: &Path, per_address: u32) -> Server {
+        let verifier = scram::Verifier::new("pencil", b"0123456789abcdef", 4096).unwrap();
+        add_user(file, "alice@EXAMPLE.TEST", verifier, &|b| b.fill(3)).unwrap();
+        let users = Users {
+            authentication: UserAuthentication::Optional,
+            file: Some(file.to_path_buf()),
+            domain: None,
+            failures: FailureLimits {
+                per_address,
+                window: Duration::from_secs(60),
+                delay: Duration::from_secs(1),
+                delay_max: Duration::from_secs(4),
+            },
+        };
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        Server {
+            directory: UserDirectory::new(&users, &[], [1; 32]),
+            validator: ChainValidator::new(&[], &[], provider.signature_verification_algorithms)
+                .unwrap(),
+            provider,
+        }
+    }
+
+    /// One password exchange from `from` at `now`: the server's last answer.
+    fn login(
+        server: &Server,
+        from: IpAddr,
+        user: &str,
+        password: &str,
+        now: Instant,
+    ) -> Result<Option<PeerIdentity>, ServerFailure> {
+        let random = |b: &mut [u8]| b.fill(5);
+        let mut client = scram::Client::new(user, password, &BINDING, &random).unwrap();
+        let mut exchange = ServerExchange::new(
+            &server.directory,
+            &server.validator,
+            &BINDING,
+            &server.provider,
+            from,
+        );
+        let hello = hello(MECH_SCRAM, client.client_first().as_bytes());
+        let Step::Send(challenge) = exchange.on_frame(hello, now)? else {
+            panic!("no challenge");
+        };
+        let response = client
+            .handle_server_first(std::str::from_utf8(&challenge.payload).unwrap())
+            .unwrap();
+        match exchange.on_frame(Frame::new(Kind::Response, response), now)? {
+            Step::Done(_, identity) => Ok(identity),
+            Step::Send(frame) => panic!("unexpected {frame:?}"),
+        }
+    }
+
+    /// Issue 12, item 4: nothing limited online guessing. After `per_address` failures an
+    /// address is refused at once, even with the right password, until its window
+    /// slides; another address is not; and each failure in a name's run waits longer.
+    #[test]
+    fn an_address_with_too_many_failures_is_refused_and_a_name_is_slowed_never_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = server(&dir.path().join("users.toml"), 3);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+
+        let mut pauses = Vec::new();
+        for (i, user) in ["alice@EXAMPLE.TEST", "alice@example.test", "mallory@X"]
+            .into_iter()
+            .enumerate()
+        {
+            let failure = login(&server, A, user, "guess", at(i as u64)).unwrap_err();
+            assert!(matches!(
+                failure.reason,
+                NegotiationError::UserAuthenticationFailed { .. }
+            ));
+            assert_eq!(failure.frame.payload, FAILED.as_bytes(), "no oracle");
+            pauses.push(failure.delay.as_secs());
+        }
+        // alice's run (both spellings are alice) doubles; mallory's starts at the base.
+        assert_eq!(pauses, [1, 2, 1]);
+
+        // A's budget is spent: the right password is refused, unchecked, at once.
+        let refused = login(&server, A, "alice@EXAMPLE.TEST", "pencil", at(3)).unwrap_err();
+        assert_eq!(
+            refused.reason,
+            NegotiationError::UserAuthenticationThrottled {
+                retry_after: Duration::from_secs(57)
+            }
+        );
+        assert_eq!(refused.delay, Duration::ZERO);
+        let told = String::from_utf8(refused.frame.payload.clone()).unwrap();
+        assert_eq!(told, "user authentication throttled: retry in 57 s");
+        assert_eq!(throttled_retry_after(&told), Some(Duration::from_secs(57)));
+        // The client reads it as such.
+        let mut client = ClientExchange {
+            state: ClientState::AwaitSuccess,
+        };
+        assert_eq!(
+            client.on_frame(refused.frame).unwrap_err(),
+            NegotiationError::UserAuthenticationThrottled {
+                retry_after: Duration::from_secs(57)
+            }
+        );
+
+        // B is not A: alice logs in from B, at once, despite her run of failures.
+        let identity = login(&server, B, "user:alice@example.test", "pencil", at(3)).unwrap();
+        let names: Vec<String> = identity
+            .unwrap()
+            .names
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(names, ["user:alice@EXAMPLE.TEST"]);
+        // That success ended her run: her next failure pauses for the base again.
+        let failure = login(&server, B, "alice@EXAMPLE.TEST", "guess", at(4)).unwrap_err();
+        assert_eq!(failure.delay, Duration::from_secs(1));
+
+        // A may try again once its first failure is a window old.
+        assert!(login(&server, A, "alice@EXAMPLE.TEST", "pencil", at(59)).is_err());
+        assert!(login(&server, A, "alice@EXAMPLE.TEST", "pencil", at(60)).is_ok());
+    }
+
+    #[test]
+    fn proving_nothing_is_not_throttled_and_a_pause_fits_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = server(&dir.path().join("users.toml"), 1);
+        let t0 = Instant::now();
+        login(&server, A, "alice@EXAMPLE.TEST", "guess", t0).unwrap_err();
+        let mut exchange = ServerExchange::new(
+            &server.directory,
+            &server.validator,
+            &BINDING,
+            &server.provider,
+            A,
+        );
+        assert!(matches!(
+            exchange.on_frame(hello(MECH_NONE, &[]), t0),
+            Ok(Step::Done(_, None))
+        ));
+
+        let second = Duration::from_secs(1);
+        let deadline = t0 + 10 * second;
+        assert_eq!(
+            failure_pause(2 * second, t0, deadline, 10 * second),
+            2 * second
+        );
+        assert_eq!(
+            failure_pause(8 * second, t0 + 5 * second, deadline, 10 * second),
+            4 * second,
+            "the answer leaves a tenth of the timeout before the deadline"
+        );
+        assert_eq!(
+            failure_pause(second, t0 + 11 * second, deadline, 10 * second),
+            Duration::ZERO
+        );
     }
 }

@@ -1,10 +1,20 @@
 //! The users a listener can authenticate: the `[users]` file of SCRAM-SHA-256 verifiers
-//! (never passwords), and the server-wide secret behind the decoy verifiers of users that
-//! do not exist.
+//! (never passwords), the server-wide secret behind the decoy verifiers of users that do
+//! not exist, and the failure throttle of the listener's platform.
 //!
-//! The file is read at each authentication, so `secsock user add` takes effect without a
-//! restart; it is written atomically (a new file renamed into place) with mode 0600:
-//! verifiers allow offline guessing of weak passwords, so they are as private as a key.
+//! A user has one name, its canonical form `NAME@DOMAIN` ([`canonical_user`]): no `user:`
+//! prefix, the domain upper-cased (realms are, by convention), the name as given. The
+//! server computes it once from what a client sends, and looks it up, makes the decoy and
+//! reports the proven principal from it: two spellings of one user neither tell whether it
+//! exists nor prove two principals.
+//!
+//! The file is parsed again only when it changes (checked at each authentication with one
+//! `stat`: device, inode, size, mode, modification and change times), so `secsock user add`
+//! takes effect without a restart and a busy listener does not parse it at every
+//! authentication. It is written atomically (a new file renamed into place, under a lock
+//! so that concurrent changes are not lost) with mode 0600, and refused when group or
+//! others may access it: verifiers allow offline guessing of weak passwords, so they are as
+//! private as a key.
 //!
 //! ```toml
 //! # SCRAM-SHA-256 verifiers; never passwords. Managed by `secsock user add/remove`.
@@ -14,15 +24,18 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 use crate::impersonate::AccountRule;
-use crate::policy::{UserAuthentication, Users};
+use crate::policy::{PolicyErrorKind, UserAuthentication, Users};
 use crate::scram::Verifier;
+use crate::throttle::FailureThrottle;
 
 /// A user's key in the file: `name@DOMAIN`, the domain upper-cased (realms are, by
 /// convention; user names keep their case).
@@ -30,9 +43,19 @@ pub fn user_key(name: &str, domain: &str) -> String {
     format!("{name}@{}", domain.to_ascii_uppercase())
 }
 
-/// Splits `name@domain` (the last `@`), or takes `default_domain`.
+/// `text` without one leading `user:` (in any case), as principal names are written.
+fn strip_user_prefix(text: &str) -> &str {
+    match text.get(..5) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("user:") => &text[5..],
+        _ => text,
+    }
+}
+
+/// Splits `[user:]name@domain` at its `@`, or takes `default_domain` for a name without
+/// one. Refused: an empty part, a second `@`, a second `user:` prefix, and whitespace,
+/// control characters or `/` (none of which a user principal may hold).
 pub fn split_user(text: &str, default_domain: Option<&str>) -> Result<(String, String), String> {
-    let text = text.strip_prefix("user:").unwrap_or(text);
+    let text = strip_user_prefix(text);
     let (name, domain) = match text.rsplit_once('@') {
         Some((name, domain)) => (name, domain),
         None => match default_domain {
@@ -49,15 +72,39 @@ pub fn split_user(text: &str, default_domain: Option<&str>) -> Result<(String, S
             "`{text}`: the user name and the domain must not be empty"
         ));
     }
-    if name
-        .chars()
-        .any(|c| c.is_control() || c.is_whitespace() || c == '/')
-    {
+    if name.contains('@') {
+        return Err(format!("`{text}` has more than one `@`"));
+    }
+    if strip_user_prefix(name).len() != name.len() {
         return Err(format!(
-            "`{name}` is not a usable user name (no spaces, control characters or `/`)"
+            "`{text}`: `user:` may prefix a user name once, and a name cannot begin with it"
         ));
     }
+    for part in [name, domain] {
+        if part
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '/')
+        {
+            return Err(format!(
+                "`{part}` is not usable in a user name (no spaces, control characters or `/`)"
+            ));
+        }
+    }
     Ok((name.to_string(), domain.to_string()))
+}
+
+/// The one name a user is known by: `NAME@DOMAIN`, without a `user:` prefix, the domain
+/// upper-cased. `alice@example.test`, `user:alice@Example.Test` and `alice@EXAMPLE.TEST`
+/// are all `alice@EXAMPLE.TEST`; the form is its own canonical form.
+///
+/// ```
+/// use secsock::users::canonical_user;
+/// assert_eq!(canonical_user("USER:alice@example.test").unwrap(), "alice@EXAMPLE.TEST");
+/// assert!(canonical_user("user:user:alice@EXAMPLE.TEST").is_err());
+/// ```
+pub fn canonical_user(text: &str) -> Result<String, String> {
+    let (name, domain) = split_user(text, None)?;
+    Ok(user_key(&name, &domain))
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -75,7 +122,7 @@ struct UsersFile {
 /// The content of a users file.
 #[derive(Debug, Clone, Default)]
 pub struct UsersData {
-    /// Verifiers by user key (`name@DOMAIN`).
+    /// Verifiers by canonical user name (`name@DOMAIN`).
     pub users: BTreeMap<String, Verifier>,
     /// The decoy secret, once the file has one.
     pub decoy_secret: Option<[u8; 32]>,
@@ -96,14 +143,69 @@ fn unhex(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// Reads a users file. A missing file is an empty one.
-pub fn read_users(path: &Path) -> Result<UsersData, String> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(UsersData::default()),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+/// What identifies one version of a file without reading it: a new file (secsock's writer
+/// always renames a new file into place) has a new inode while the old one still exists,
+/// and an edit in place changes the size or the times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mode: u32,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(metadata: &fs::Metadata) -> Self {
+        FileStamp {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            size: metadata.size(),
+            mode: metadata.mode(),
+            mtime: (metadata.mtime(), metadata.mtime_nsec()),
+            ctime: (metadata.ctime(), metadata.ctime_nsec()),
+        }
+    }
+
+    /// The stamp of what `path` names now; `None` when nothing is there.
+    fn at(path: &Path) -> Option<Self> {
+        fs::metadata(path).ok().map(|m| Self::of(&m))
+    }
+}
+
+/// Reads a users file, and the stamp of the version read. A missing file is an empty one.
+fn load(path: &Path) -> (Option<FileStamp>, Result<UsersData, String>) {
+    let mut file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return (None, Ok(UsersData::default())),
+        Err(e) => {
+            let error = format!("cannot read {}: {e}", path.display());
+            return (FileStamp::at(path), Err(error));
+        }
     };
-    let file: UsersFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let metadata = match file.metadata() {
+        Ok(metadata) => metadata,
+        Err(e) => return (None, Err(format!("cannot read {}: {e}", path.display()))),
+    };
+    let stamp = Some(FileStamp::of(&metadata));
+    let mode = metadata.permissions().mode();
+    if mode & 0o077 != 0 {
+        let kind = PolicyErrorKind::UsersFilePermissions {
+            path: path.to_path_buf(),
+            mode,
+        };
+        return (stamp, Err(kind.to_string()));
+    }
+    let mut text = String::new();
+    if let Err(e) = file.read_to_string(&mut text) {
+        return (stamp, Err(format!("cannot read {}: {e}", path.display())));
+    }
+    (stamp, parse_users(&text, path))
+}
+
+fn parse_users(text: &str, path: &Path) -> Result<UsersData, String> {
+    let file: UsersFile = toml::from_str(text).map_err(|e| format!("{}: {e}", path.display()))?;
     let decoy_secret = match file.decoy_secret {
         None => None,
         Some(text) => Some(
@@ -111,51 +213,108 @@ pub fn read_users(path: &Path) -> Result<UsersData, String> {
                 .ok_or_else(|| format!("{}: decoy_secret is not 64 hex digits", path.display()))?,
         ),
     };
-    let users = file
-        .users
-        .into_iter()
-        .map(|(user, text)| {
-            let verifier = Verifier::parse(&text)
-                .map_err(|e| format!("{}: user `{user}`: {e}", path.display()))?;
-            Ok((user, verifier))
-        })
-        .collect::<Result<_, String>>()?;
+    let mut users = BTreeMap::new();
+    for (key, text) in file.users {
+        let user =
+            canonical_user(&key).map_err(|e| format!("{}: user `{key}`: {e}", path.display()))?;
+        let verifier =
+            Verifier::parse(&text).map_err(|e| format!("{}: user `{key}`: {e}", path.display()))?;
+        if users.insert(user.clone(), verifier).is_some() {
+            return Err(format!(
+                "{}: user `{key}`: another entry names the same user, {user}; remove one",
+                path.display()
+            ));
+        }
+    }
     Ok(UsersData {
         users,
         decoy_secret,
     })
 }
 
+/// Reads a users file. A missing file is an empty one; a file group or others may access
+/// is refused (fix: `chmod 600`). Entries are keyed by their canonical names.
+pub fn read_users(path: &Path) -> Result<UsersData, String> {
+    load(path).1
+}
+
+/// The exclusive lock on a users file, held while it is read, changed and replaced: an
+/// `flock` on the sibling file `NAME.lock` (the users file itself is replaced by a rename,
+/// so a lock on it would not exclude a writer that opened the new one). Released on drop.
+struct WriteLock(#[allow(dead_code)] fs::File);
+
+fn lock(path: &Path) -> Result<WriteLock, String> {
+    let dir = parent_dir(path);
+    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let lock_path = sibling(path, "", ".lock");
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open the lock file {}: {e}", lock_path.display()))?;
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
+            Ok(()) => return Ok(WriteLock(file)),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(format!("cannot lock {}: {e}", lock_path.display())),
+        }
+    }
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// `dir/<prefix>NAME<suffix>` beside `path`.
+fn sibling(path: &Path, prefix: &str, suffix: &str) -> PathBuf {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("users");
+    parent_dir(path).join(format!("{prefix}{name}{suffix}"))
+}
+
 /// Adds or replaces a user's verifier (creating the file, and its decoy secret from
-/// `random`, if needed).
+/// `random`, if needed). `user` is stored under its canonical name.
 pub fn add_user(
     path: &Path,
-    key: &str,
+    user: &str,
     verifier: Verifier,
     random: &dyn Fn(&mut [u8]),
 ) -> Result<(), String> {
+    let user = canonical_user(user)?;
+    let _lock = lock(path)?;
     let mut data = read_users(path)?;
     if data.decoy_secret.is_none() {
         let mut secret = [0u8; 32];
         random(&mut secret);
         data.decoy_secret = Some(secret);
     }
-    data.users.insert(key.to_string(), verifier);
-    write_users(path, &data)
+    data.users.insert(user, verifier);
+    write_unlocked(path, &data)
 }
 
-/// Removes a user; returns whether it was there.
-pub fn remove_user(path: &Path, key: &str) -> Result<bool, String> {
+/// Removes a user (any spelling of its name); returns whether it was there.
+pub fn remove_user(path: &Path, user: &str) -> Result<bool, String> {
+    let user = canonical_user(user)?;
+    let _lock = lock(path)?;
     let mut data = read_users(path)?;
-    let removed = data.users.remove(key).is_some();
+    let removed = data.users.remove(&user).is_some();
     if removed {
-        write_users(path, &data)?;
+        write_unlocked(path, &data)?;
     }
     Ok(removed)
 }
 
-/// Writes a users file atomically, mode 0600.
+/// Writes a users file atomically, mode 0600, under its lock.
 pub fn write_users(path: &Path, data: &UsersData) -> Result<(), String> {
+    let _lock = lock(path)?;
+    write_unlocked(path, data)
+}
+
+fn write_unlocked(path: &Path, data: &UsersData) -> Result<(), String> {
     let file = UsersFile {
         decoy_secret: data.decoy_secret.map(|s| hex(&s)),
         users: data
@@ -168,15 +327,7 @@ pub fn write_users(path: &Path, data: &UsersData) -> Result<(), String> {
     let text = format!(
         "# SCRAM-SHA-256 verifiers; never passwords. Managed by `secsock user add/remove`.\n{body}"
     );
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let temp = dir.join(format!(
-        ".{}.new",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("users")
-    ));
+    let temp = sibling(path, ".", ".new");
     let _ = fs::remove_file(&temp);
     let mut out = fs::OpenOptions::new()
         .write(true)
@@ -192,8 +343,14 @@ pub fn write_users(path: &Path, data: &UsersData) -> Result<(), String> {
     fs::rename(&temp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))
 }
 
+/// The users file as last read: the version's stamp and what it held (or why it could
+/// not be used).
+struct Cached {
+    stamp: Option<FileStamp>,
+    data: Arc<UsersData>,
+}
+
 /// What a listener needs to authenticate users and map peers to accounts.
-#[derive(Debug)]
 pub(crate) struct UserDirectory {
     pub authentication: UserAuthentication,
     file: Option<PathBuf>,
@@ -201,29 +358,37 @@ pub(crate) struct UserDirectory {
     /// unknown, so a secret that changes with restarts gives nothing away).
     fallback_secret: [u8; 32],
     pub accounts: Vec<AccountRule>,
+    /// Failed authentications, per source address and per user name.
+    pub throttle: FailureThrottle,
+    cache: Mutex<Option<Cached>>,
+    /// How many times the file was parsed (a test's window onto the cache).
+    parses: AtomicUsize,
+}
+
+impl std::fmt::Debug for UserDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserDirectory")
+            .field("authentication", &self.authentication)
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The users file as read for one authentication.
 pub(crate) struct Snapshot {
-    pub users: BTreeMap<String, Verifier>,
-    pub decoy_secret: [u8; 32],
+    data: Arc<UsersData>,
+    fallback_secret: [u8; 32],
 }
 
 impl Snapshot {
-    /// The verifier of `user` (`name@DOMAIN`, as SCRAM gives it).
+    /// The verifier of `user`, a canonical name ([`canonical_user`]).
     pub(crate) fn lookup(&self, user: &str) -> Option<Verifier> {
-        let (name, domain) = split_user(user, None).ok()?;
-        self.users.get(&user_key(&name, &domain)).cloned()
+        self.data.users.get(user).cloned()
     }
 
-    /// The iteration count decoys use: that of the users that exist, so that an unknown
-    /// user's challenge looks like a real one.
-    pub(crate) fn decoy_iterations(&self) -> u32 {
-        self.users
-            .values()
-            .next()
-            .map(|v| v.iterations)
-            .unwrap_or(crate::scram::DEFAULT_ITERATIONS)
+    /// The secret behind decoys.
+    pub(crate) fn decoy_secret(&self) -> [u8; 32] {
+        self.data.decoy_secret.unwrap_or(self.fallback_secret)
     }
 }
 
@@ -234,23 +399,49 @@ impl UserDirectory {
             file: users.file.clone(),
             fallback_secret,
             accounts: accounts.to_vec(),
+            throttle: FailureThrottle::new(users.failures),
+            cache: Mutex::new(None),
+            parses: AtomicUsize::new(0),
         }
     }
 
-    /// Reads the users file. A file that cannot be read yields no users (logged): it
-    /// fails the authentication, it does not open the door.
+    /// The users file's content: the cached one while the file has not changed, else read
+    /// again. A file that cannot be used yields no users (logged when read): it fails the
+    /// authentication, it does not open the door.
     pub(crate) fn snapshot(&self) -> Snapshot {
         let data = match &self.file {
-            None => UsersData::default(),
-            Some(file) => read_users(file).unwrap_or_else(|e| {
-                tracing::error!("user authentication: {e}");
-                UsersData::default()
-            }),
+            None => Arc::default(),
+            Some(file) => self.current(file),
         };
         Snapshot {
-            users: data.users,
-            decoy_secret: data.decoy_secret.unwrap_or(self.fallback_secret),
+            data,
+            fallback_secret: self.fallback_secret,
         }
+    }
+
+    fn current(&self, file: &Path) -> Arc<UsersData> {
+        let now = FileStamp::at(file);
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cached) = cache.as_ref().filter(|c| c.stamp == now) {
+            return cached.data.clone();
+        }
+        self.parses.fetch_add(1, Ordering::Relaxed);
+        let (stamp, read) = load(file);
+        let data = Arc::new(read.unwrap_or_else(|e| {
+            tracing::error!("user authentication: {e}; no user can log in until it is fixed");
+            UsersData::default()
+        }));
+        *cache = Some(Cached {
+            stamp,
+            data: data.clone(),
+        });
+        data
+    }
+
+    /// How many times the users file was parsed.
+    #[cfg(test)]
+    pub(crate) fn parses(&self) -> usize {
+        self.parses.load(Ordering::Relaxed)
     }
 }
 
@@ -275,10 +466,149 @@ mod tests {
         assert!(split_user("alice", None)
             .unwrap_err()
             .contains("has no domain"));
-        for bad in ["@EXAMPLE.TEST", "alice@", "al ice@X", "a/b@X"] {
+        for bad in [
+            "@EXAMPLE.TEST",
+            "alice@",
+            "al ice@X",
+            "a/b@X",
+            "a@b@X",
+            "alice@EX AMPLE",
+            "user:user:alice@X",
+            "user:USER:alice@X",
+        ] {
             assert!(split_user(bad, None).is_err(), "{bad}");
         }
         assert_eq!(user_key("Alice", "example.test"), "Alice@EXAMPLE.TEST");
+    }
+
+    #[test]
+    fn every_spelling_of_a_user_has_one_canonical_name() {
+        for spelling in [
+            "alice@EXAMPLE.TEST",
+            "alice@example.test",
+            "user:alice@Example.Test",
+            "USER:alice@EXAMPLE.TEST",
+            "User:alice@example.TEST",
+        ] {
+            assert_eq!(
+                canonical_user(spelling).unwrap(),
+                "alice@EXAMPLE.TEST",
+                "{spelling}"
+            );
+        }
+        // Names keep their case; the canonical form is its own canonical form, and always
+        // a user principal.
+        assert_eq!(canonical_user("Alice@x").unwrap(), "Alice@X");
+        for text in ["alice@EXAMPLE.TEST", "Émile@exemple.fr", "a.b+c@d"] {
+            let once = canonical_user(text).unwrap();
+            assert_eq!(canonical_user(&once).unwrap(), once);
+            let principal = crate::name::PrincipalName::parse(&format!("user:{once}")).unwrap();
+            assert_eq!(principal.to_string(), format!("user:{once}"));
+        }
+        assert!(canonical_user("user:user:alice@EXAMPLE.TEST").is_err());
+        assert!(canonical_user("alice").is_err());
+    }
+
+    #[test]
+    fn hand_written_spellings_are_read_canonical_and_duplicates_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        let verifier = Verifier::new("pencil", b"0123456789abcdef", 4096).unwrap();
+        let text = |keys: &[&str]| {
+            let lines: Vec<String> = keys
+                .iter()
+                .map(|k| format!("\"{k}\" = \"{}\"", verifier.to_text()))
+                .collect();
+            format!("[users]\n{}\n", lines.join("\n"))
+        };
+        write_private_file(
+            &path,
+            &text(&["alice@example.test", "user:bob@EXAMPLE.TEST"]),
+        );
+        let users = read_users(&path).unwrap().users;
+        assert_eq!(
+            users.keys().collect::<Vec<_>>(),
+            ["alice@EXAMPLE.TEST", "bob@EXAMPLE.TEST"]
+        );
+        write_private_file(&path, &text(&["alice@example.test", "alice@EXAMPLE.TEST"]));
+        let e = read_users(&path).unwrap_err();
+        assert!(e.contains("names the same user, alice@EXAMPLE.TEST"), "{e}");
+        write_private_file(&path, &text(&["user:user:alice@X"]));
+        assert!(read_users(&path)
+            .unwrap_err()
+            .contains("`user:user:alice@X`"));
+        // Removing takes any spelling.
+        write_private_file(&path, &text(&["alice@EXAMPLE.TEST"]));
+        assert!(remove_user(&path, "user:alice@example.test").unwrap());
+    }
+
+    fn write_private_file(path: &Path, text: &str) {
+        fs::write(path, text).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    fn directory(file: &Path) -> UserDirectory {
+        let users = Users {
+            file: Some(file.to_path_buf()),
+            ..Users::default()
+        };
+        UserDirectory::new(&users, &[], [1; 32])
+    }
+
+    /// Issue 12, item 7: the server read and parsed the whole users file at every SCRAM
+    /// hello. It is parsed again only when it changed; a file that turns bad fails closed
+    /// until it is fixed.
+    #[test]
+    fn the_users_file_is_parsed_again_only_when_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        let directory = directory(&path);
+        let verifier = Verifier::new("pencil", b"0123456789abcdef", 4096).unwrap();
+        let knows = |user: &str| directory.snapshot().lookup(user).is_some();
+
+        assert!(!knows("alice@EXAMPLE.TEST"), "no file, no users");
+        assert!(!knows("alice@EXAMPLE.TEST"));
+        assert_eq!(
+            directory.parses(),
+            1,
+            "a missing file is looked at, not read again"
+        );
+
+        add_user(&path, "alice@EXAMPLE.TEST", verifier.clone(), &|b| {
+            b.fill(7)
+        })
+        .unwrap();
+        assert!(knows("alice@EXAMPLE.TEST"), "a new user without a restart");
+        for _ in 0..5 {
+            assert!(knows("alice@EXAMPLE.TEST"));
+        }
+        assert_eq!(directory.parses(), 2, "parsed once for the new file");
+        assert_eq!(directory.snapshot().decoy_secret(), [7; 32]);
+
+        add_user(&path, "bob@EXAMPLE.TEST", verifier.clone(), &|b| b.fill(9)).unwrap();
+        assert!(knows("bob@EXAMPLE.TEST") && knows("alice@EXAMPLE.TEST"));
+        assert_eq!(directory.parses(), 3);
+
+        // Opened to others: no users (logged), however often asked, until fixed.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(!knows("alice@EXAMPLE.TEST"));
+        assert!(!knows("alice@EXAMPLE.TEST"));
+        assert_eq!(directory.parses(), 4);
+        assert_eq!(
+            directory.snapshot().decoy_secret(),
+            [1; 32],
+            "the fallback secret"
+        );
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(knows("alice@EXAMPLE.TEST"));
+        assert_eq!(directory.parses(), 5);
+
+        // Edited in place into something unreadable: no users either.
+        fs::write(&path, "this is not TOML").unwrap();
+        assert!(!knows("alice@EXAMPLE.TEST"));
+        fs::remove_file(&path).unwrap();
+        assert!(!knows("alice@EXAMPLE.TEST"));
+        assert_eq!(directory.parses(), 7);
     }
 
     #[test]
@@ -319,5 +649,55 @@ mod tests {
         assert!(!fs::read_to_string(&path).unwrap().contains("pencil"));
         fs::write(&path, "[users]\nbob = \"not a verifier\"\n").unwrap();
         assert!(read_users(&path).unwrap_err().contains("user `bob`"));
+    }
+
+    /// Issue 12, item 15: `add_user` read, changed and replaced the file with nothing to
+    /// stop another writer doing the same in between, so concurrent adds were lost (or
+    /// failed on each other's temporary file).
+    #[test]
+    fn concurrent_adds_are_all_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        let verifier = Verifier::new("pencil", b"0123456789abcdef", 4096).unwrap();
+        let (threads, each) = (8, 12);
+        std::thread::scope(|scope| {
+            for t in 0..threads {
+                let (path, verifier) = (&path, &verifier);
+                scope.spawn(move || {
+                    for i in 0..each {
+                        let key = user_key(&format!("user{t}x{i}"), "EXAMPLE.TEST");
+                        add_user(path, &key, verifier.clone(), &|b| b.fill(7)).unwrap();
+                    }
+                });
+            }
+        });
+        let users = read_users(&path).unwrap().users;
+        assert_eq!(users.len(), threads * each, "adds were lost");
+    }
+
+    /// Issue 12, item 15: the users file holds verifiers, which allow offline guessing:
+    /// it is refused, like a private key, when group or others may access it.
+    #[test]
+    fn a_users_file_open_to_group_or_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        let verifier = Verifier::new("pencil", b"0123456789abcdef", 4096).unwrap();
+        add_user(&path, "alice@EXAMPLE.TEST", verifier, &|b| b.fill(7)).unwrap();
+        for (mode, refused) in [
+            (0o600, false),
+            (0o400, false),
+            (0o640, true),
+            (0o604, true),
+            (0o620, true),
+            (0o660, true),
+        ] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let result = read_users(&path);
+            assert_eq!(result.is_err(), refused, "mode {mode:o}: {result:?}");
+            if let Err(e) = result {
+                assert!(e.contains(&format!("mode {mode:04o}")), "{e}");
+                assert!(e.contains(&format!("chmod 600 {}", path.display())), "{e}");
+            }
+        }
     }
 }

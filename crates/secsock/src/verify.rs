@@ -28,8 +28,10 @@ use sha2::{Digest, Sha256};
 use webpki::{CertRevocationList, EndEntityCert, KeyUsage, RevocationOptionsBuilder};
 
 use crate::constraints::{PathConstraints, UNCONSTRAINED};
+use crate::crl::CrlFreshness;
 use crate::error::{NegotiationError, Peer};
 use crate::name::{CertificateNames, PeerTargetName};
+use crate::policy::ExpiredCrls;
 
 /// Which extended key usage a chain must allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,6 +57,8 @@ pub struct ChainValidator {
     algorithms: WebPkiSupportedAlgorithms,
     root_hints: Vec<DistinguishedName>,
     cache: ChainCache,
+    /// What expired CRLs do, and the warnings about them.
+    crl_freshness: CrlFreshness,
 }
 
 impl fmt::Debug for ChainValidator {
@@ -149,7 +153,21 @@ impl ChainValidator {
             algorithms,
             root_hints,
             cache: ChainCache::default(),
+            crl_freshness: CrlFreshness::new(crls, ExpiredCrls::default()),
         })
+    }
+
+    /// Sets what a CRL past its nextUpdate does (`[trust] expired_crls`; by default it is
+    /// used, with a warning at the first validation and then once a day).
+    pub fn with_expired_crls(mut self, policy: ExpiredCrls) -> Self {
+        self.crl_freshness.set_policy(policy);
+        self
+    }
+
+    /// Logs a warning for each expired CRL not warned about in the last day (the platform
+    /// calls it when it loads; validations call it too).
+    pub fn warn_about_expired_crls(&self, now: UnixTime) {
+        self.crl_freshness.observe(now);
     }
 
     /// The signature algorithms used for chains and handshake signatures.
@@ -176,6 +194,7 @@ impl ChainValidator {
         now: UnixTime,
         usage: Usage,
     ) -> Result<ValidatedPath, rustls::Error> {
+        self.crl_freshness.observe(now);
         let key = CacheKey::new(usage, end_entity);
         if let Some(hit) = self.cache.lookup(&key, intermediates, now.as_secs()) {
             return Ok(hit);
@@ -213,6 +232,7 @@ impl ChainValidator {
             RevocationOptionsBuilder::new(&crl_refs).ok().map(|b| {
                 b.with_depth(webpki::RevocationCheckDepth::Chain)
                     .with_status_policy(webpki::UnknownStatusPolicy::Allow)
+                    .with_expiration_policy(self.crl_freshness.expiration_policy())
                     .build()
             })
         };
@@ -267,7 +287,8 @@ impl ChainValidator {
             path: path.into(),
             constraints: (!constraints.is_empty()).then(|| Arc::new(constraints)),
             validated_at: now.as_secs(),
-            expires,
+            // With expired CRLs refused, not past the earliest CRL's nextUpdate either.
+            expires: expires.map(|e| self.crl_freshness.cache_until(e)),
             cached: false,
         })
     }
@@ -353,7 +374,8 @@ pub struct ChainCacheStats {
 /// An entry answers "valid" for a presentation of the same leaf that includes every
 /// certificate of the entry's path, while `validated_at <= now < expires`: time is the
 /// only input of a validation that changes for a given validator (anchors and CRLs are
-/// fixed, an expired CRL does not refuse, and the leaf and its path are the key), a chain
+/// fixed, an expired CRL refuses only with `expired_crls = "refuse"` and then `expires` is
+/// no later than the earliest nextUpdate, and the leaf and its path are the key), a chain
 /// valid at `validated_at` was not-yet-valid at no earlier time for any certificate, and
 /// it stays valid until its earliest notAfter. Extra certificates a peer presents beyond
 /// the path change nothing and are never stored. A clock that went backwards misses.

@@ -10,12 +10,14 @@ use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use secsock::scram::Client as ScramClient;
+use secsock::scram::{Client as ScramClient, DEFAULT_ITERATIONS};
 use secsock::{
     Error, InfoFlags, NegotiationError, PeerIdentity, Platform, PrincipalName, ProofMethod,
     SecureStream, SecurityInfo, SecuritySettings,
 };
-use support::enforcement_fixtures::{serve_listener, target, ListenerServer};
+use support::enforcement_fixtures::{
+    connect_from, serve_listener, target, ListenerServer, FROM_127_0_0_1, FROM_127_0_0_2,
+};
 use support::user_fixtures::*;
 use support::*;
 
@@ -296,14 +298,14 @@ fn an_unknown_users_challenge_looks_like_a_real_one_and_stays_the_same() {
     let s = setup(&users_section("optional"));
     let srv = server_with(s.server.platform(), echo);
 
-    let (alice_salt, alice_iterations) =
-        challenge_for(&s.client_host, srv.addr, "alice@EXAMPLE.TEST");
+    let (alice_salt, _) = challenge_for(&s.client_host, srv.addr, "alice@EXAMPLE.TEST");
     refused(&srv);
     let (salt, iterations) = challenge_for(&s.client_host, srv.addr, "mallory@EXAMPLE.TEST");
     refused(&srv);
     assert_eq!(
-        iterations, alice_iterations,
-        "same iteration count as real users"
+        iterations,
+        DEFAULT_ITERATIONS.to_string(),
+        "the iteration count `secsock user add` gives real users"
     );
     assert_eq!(
         salt.len(),
@@ -326,6 +328,195 @@ fn an_unknown_users_challenge_looks_like_a_real_one_and_stays_the_same() {
         after_restart, salt,
         "an unknown user's salt changed with a restart"
     );
+}
+
+/// The oracle of issue 12 (item 4): every user here has a 4,096-iteration verifier, and a
+/// server that gave unknown users the count of its real ones told an attacker what the
+/// real ones have; any other count than the default then marks a name as unknown.
+#[test]
+fn an_unknown_users_challenge_has_the_default_count_whatever_the_real_users_have() {
+    let s = setup(&users_section("optional"));
+    add_test_user(&users_file(&s.server), "bob", REALM, "builder");
+    let srv = server_with(s.server.platform(), echo);
+    let (_, alice) = challenge_for(&s.client_host, srv.addr, "alice@EXAMPLE.TEST");
+    refused(&srv);
+    assert_eq!(alice, TEST_ITERATIONS.to_string());
+    for unknown in ["mallory@EXAMPLE.TEST", "alice@OTHER.TEST", "x@Y"] {
+        let (_, iterations) = challenge_for(&s.client_host, srv.addr, unknown);
+        refused(&srv);
+        assert_eq!(iterations, DEFAULT_ITERATIONS.to_string(), "{unknown}");
+    }
+}
+
+/// Issue 12, item 4: the lookup canonicalised the name (`user:` prefix, the domain's case)
+/// but the decoy and the proven name used the raw text, so `X@example.test` against
+/// `X@EXAMPLE.TEST` told whether X exists, and alice could prove
+/// `user:user:alice@EXAMPLE.TEST`. One canonical form now serves all three.
+#[test]
+fn a_user_name_has_one_canonical_form_for_the_lookup_the_decoy_and_the_proof() {
+    // Every challenge below counts as an attempt from 127.0.0.1: room for them all.
+    let s = setup(&format!(
+        "{}failures_per_address = 100\n",
+        users_section("optional")
+    ));
+    let srv = server_with(s.server.platform(), echo);
+    let challenge = |user: &str| {
+        let answer = challenge_for(&s.client_host, srv.addr, user);
+        refused(&srv);
+        answer
+    };
+    for (canonical, spellings) in [
+        (
+            "mallory@EXAMPLE.TEST",
+            [
+                "mallory@example.test",
+                "user:mallory@Example.Test",
+                "USER:mallory@EXAMPLE.TEST",
+            ],
+        ),
+        (
+            "alice@EXAMPLE.TEST",
+            [
+                "alice@example.test",
+                "user:alice@Example.Test",
+                "USER:alice@EXAMPLE.TEST",
+            ],
+        ),
+    ] {
+        let expected = challenge(canonical);
+        for spelling in spellings {
+            assert_eq!(
+                challenge(spelling),
+                expected,
+                "`{spelling}` is challenged unlike `{canonical}`"
+            );
+        }
+    }
+
+    // Whatever the spelling, the principal proven is the canonical one.
+    for spelling in ["alice@example.test", "user:alice@EXAMPLE.TEST"] {
+        assert_eq!(
+            raw_login(&s.client_host, srv.addr, spelling, "pencil", || {}),
+            SUCCESS
+        );
+        assert_eq!(
+            names(application(&served(&srv))),
+            ["user:alice@EXAMPLE.TEST"],
+            "{spelling}"
+        );
+    }
+    // `user:` is a prefix once: `user:user:alice` is nobody, not alice under a new name.
+    assert_eq!(
+        raw_login(
+            &s.client_host,
+            srv.addr,
+            "user:user:alice@EXAMPLE.TEST",
+            "pencil",
+            || {}
+        ),
+        FAILURE
+    );
+    refused(&srv);
+    // The library's own client, given the prefixed name, proves plain alice.
+    let prefixed = connect_as(&s.client, &password("user:alice", "pencil"), srv.addr);
+    echo_once(prefixed.unwrap(), b"x");
+    assert_eq!(
+        names(application(&served(&srv))),
+        ["user:alice@EXAMPLE.TEST"]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Online guessing
+
+/// Issue 12, item 4: nothing limited how fast a client could guess passwords. After
+/// `failures_per_address` failures from 127.0.0.1, even the right password from there is
+/// refused, unchecked, and says why; the same user from 127.0.0.2 logs in at once.
+#[test]
+fn an_address_with_too_many_failures_is_refused_while_another_logs_in() {
+    let s = setup(&format!(
+        "{}failures_per_address = 3\nfailure_delay = \"0s\"\n",
+        users_section("optional")
+    ));
+    let (handled, handler) = counting_echo();
+    let srv = server_with(s.server.platform(), handler);
+    let from = |ip, settings: &SecuritySettings| {
+        connect_from(
+            &s.client,
+            settings,
+            target("server.example.test"),
+            ip,
+            srv.addr,
+        )
+    };
+    for guess in ["a", "b", "c"] {
+        let refusal = client_refusal(from(FROM_127_0_0_1, &password("alice", guess)));
+        assert!(
+            matches!(refusal, NegotiationError::UserAuthenticationFailed { .. }),
+            "{refusal:?}"
+        );
+        failure_reason(&refused(&srv));
+    }
+
+    let throttled = client_refusal(from(FROM_127_0_0_1, &alice()));
+    let NegotiationError::UserAuthenticationThrottled { retry_after } = throttled else {
+        panic!("not throttled: {throttled:?}");
+    };
+    assert!(
+        retry_after > std::time::Duration::from_secs(14 * 60),
+        "the default window is 15 minutes: {retry_after:?}"
+    );
+    assert!(
+        throttled
+            .to_string()
+            .contains("too many failed user authentications"),
+        "{throttled}"
+    );
+    assert!(matches!(
+        refused(&srv),
+        NegotiationError::UserAuthenticationThrottled { .. }
+    ));
+    // Proving no user is not an attempt, and is still served.
+    echo_once(
+        from(FROM_127_0_0_1, &SecuritySettings::new()).unwrap(),
+        b"anon",
+    );
+    assert!(served(&srv).peer_application.is_none());
+
+    let stream = from(FROM_127_0_0_2, &alice()).unwrap();
+    echo_once(stream, b"alice");
+    assert_eq!(
+        names(application(&served(&srv))),
+        ["user:alice@EXAMPLE.TEST"]
+    );
+    assert_eq!(
+        handled.load(Ordering::SeqCst),
+        2,
+        "only anon and alice got a stream"
+    );
+}
+
+/// Each failure in a user name's run is answered after a pause (here 300 ms, then
+/// 600 ms): a pause, never a refusal — the right password still gets in.
+#[test]
+fn a_failed_password_is_answered_after_a_pause_that_grows() {
+    let s = setup(&format!(
+        "{}failure_delay = \"300ms\"\nfailure_delay_max = \"600ms\"\n",
+        users_section("optional")
+    ));
+    let srv = server_with(s.server.platform(), echo);
+    for least in [300, 600] {
+        let started = std::time::Instant::now();
+        client_refusal(connect_as(&s.client, &password("alice", "guess"), srv.addr));
+        let took = started.elapsed();
+        assert!(
+            took >= std::time::Duration::from_millis(least),
+            "the failure was answered after {took:?}, before the {least} ms pause"
+        );
+        refused(&srv);
+    }
+    echo_once(connect_as(&s.client, &alice(), srv.addr).unwrap(), b"in");
+    served(&srv);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -684,7 +875,7 @@ fn without_users_openssl_interoperates() {
 }
 
 // ---------------------------------------------------------------------------------------
-// The users file is read at each authentication
+// The users file is read again when it changes
 
 #[test]
 fn users_added_while_the_server_runs_are_accepted_without_restart() {
@@ -770,22 +961,6 @@ type FakeServerStream = rustls::StreamOwned<rustls::ServerConnection, std::net::
 /// What a fake server does on its connection.
 type FakeServer = fn(&mut FakeServerStream);
 
-/// The client nonce of a SCRAM HELLO (`...,r=NONCE`).
-fn client_nonce(hello: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&hello[1 + usize::from(hello[0])..]).into_owned();
-    text.rsplit_once("r=").unwrap().1.to_string()
-}
-
-/// Reads the HELLO and answers it with a CHALLENGE of `iterations`; returns nothing.
-fn challenge_with(tls: &mut FakeServerStream, iterations: u64) {
-    let (_, hello) = read_user_frame(tls).unwrap();
-    let challenge = format!(
-        "r={}FAKESERVERNONCE,s=AAAAAAAAAAAAAAAAAAAAAA==,i={iterations}",
-        client_nonce(&hello)
-    );
-    write_user_frame(tls, CHALLENGE, challenge.as_bytes()).unwrap();
-}
-
 /// The client checks the server too: a server that does not hold the user's verifier
 /// cannot make the client believe it was authenticated, nor make it compute without bound.
 #[test]
@@ -833,6 +1008,40 @@ fn a_fake_server_cannot_complete_a_password_exchange() {
             started.elapsed()
         );
     }
+}
+
+/// Issue 12, item 7: a server could make a client compute up to 10,000,000 PBKDF2
+/// iterations. The client's policy bounds it (`[defaults] user_max_iterations`); a server
+/// asking more is refused before any is computed, with an error naming the key.
+#[test]
+fn a_server_asking_more_iterations_than_the_clients_maximum_is_refused() {
+    let s = setup("");
+    let fake = s.domain.host("fake", &[San::Dns("server.example.test")]);
+    let client = s
+        .domain
+        .host_with(
+            "frugal",
+            &[San::Dns("client.example.test")],
+            "[defaults]\nuser_max_iterations = 10000\n",
+            |_| {},
+        )
+        .platform();
+    let addr = raw_user_auth_server(&fake, |tls| challenge_with(tls, 10_001));
+    let error = client_refusal(connect_as(&client, &alice(), addr));
+    let text = error.to_string();
+    assert!(
+        text.contains("10001") && text.contains("10000") && text.contains("user_max_iterations"),
+        "{text}"
+    );
+    // At the limit, the client computes and answers.
+    let (answered, on_answer) = std::sync::mpsc::channel();
+    let addr = raw_user_auth_server(&fake, move |tls| {
+        challenge_with(tls, 10_000);
+        answered.send(read_user_frame(tls).unwrap().0).unwrap();
+        let _ = write_user_frame(tls, FAILURE, b"user authentication failed");
+    });
+    client_refusal(connect_as(&client, &alice(), addr));
+    assert_eq!(on_answer.recv().unwrap(), RESPONSE);
 }
 
 /// A client that stalls in, or breaks, the user-authentication step gets no stream, and

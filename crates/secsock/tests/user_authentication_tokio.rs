@@ -14,7 +14,7 @@ use secsock::{
 };
 use support::async_enforcement_fixtures::*;
 use support::async_fixtures::*;
-use support::enforcement_fixtures::target;
+use support::enforcement_fixtures::{target, FROM_127_0_0_1, FROM_127_0_0_2};
 use support::user_fixtures::*;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -240,6 +240,74 @@ async fn async_server_refuses_a_relayed_channel_binding() {
     ));
 }
 
+/// The async listener throttles like the blocking one, and pauses on a timer: while a
+/// failure from 127.0.0.1 waits out its 8 s pause, the same one-thread runtime serves
+/// alice's login from 127.0.0.2 (a pause that blocked the thread would hold it 8 s), and
+/// then refuses 127.0.0.1, whose one failure is its whole budget.
+#[tokio::test(flavor = "current_thread")]
+async fn async_listener_pauses_on_a_timer_and_throttles_an_address() {
+    let s = setup(&format!(
+        "[defaults]\nhandshake_timeout = \"20s\"\n\n{}failures_per_address = 1\n\
+         failure_delay = \"8s\"\nfailure_delay_max = \"8s\"\n",
+        users_section("optional")
+    ));
+    let pause = std::time::Duration::from_secs(8);
+    let guesser = s
+        .domain
+        .host("guesser", &[San::Dns("guesser.example.test")]);
+    let mut srv = async_server(s.server.platform());
+    let addr = srv.addr;
+    let (responded, on_response) = tokio::sync::oneshot::channel();
+    let guess = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let verdict = raw_login(&guesser, addr, "alice@EXAMPLE.TEST", "guess", || {
+            responded.send(()).unwrap()
+        });
+        (verdict, started.elapsed())
+    });
+    on_response.await.unwrap();
+
+    let started = std::time::Instant::now();
+    let stream = connect_async_from(
+        &s.client,
+        &password("alice", "pencil"),
+        target("server.example.test"),
+        FROM_127_0_0_2,
+        addr,
+    )
+    .await
+    .unwrap();
+    echo_once(stream, b"alice").await;
+    let login = started.elapsed();
+    assert!(login < pause, "the login waited for the pause: {login:?}");
+
+    let (verdict, took) = guess.await.unwrap();
+    assert_eq!(verdict, FAILURE);
+    assert!(took >= pause, "the failure was answered after {took:?}");
+    let throttled = negotiation(
+        connect_async_from(
+            &s.client,
+            &password("alice", "pencil"),
+            target("server.example.test"),
+            FROM_127_0_0_1,
+            addr,
+        )
+        .await,
+    );
+    assert!(
+        matches!(
+            throttled,
+            NegotiationError::UserAuthenticationThrottled { .. }
+        ),
+        "{throttled:?}"
+    );
+    let mut served = 0;
+    for _ in 0..3 {
+        served += usize::from(srv.outcome().await.result.is_ok());
+    }
+    assert_eq!(served, 1, "only alice from 127.0.0.2 was served");
+}
+
 /// The blocking client against the async server, and the async client against the
 /// blocking server: one protocol.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,4 +348,86 @@ async fn each_api_authenticates_a_user_to_the_other() {
     echo_once(stream, b"async").await;
     let info = tokio::task::block_in_place(|| blocking_srv.outcome()).unwrap();
     assert_eq!(names(application(&info)), ["user:alice@EXAMPLE.TEST"]);
+}
+
+/// Issue 12, item 7: the async client ran SCRAM's PBKDF2 (600,000 iterations by default,
+/// more if a server asks) inline on a runtime thread, so every other task of that thread
+/// stood still meanwhile. Here a fake server challenges the client and then, until the
+/// client's answer arrives, hands another task of the client's current-thread runtime one
+/// tick at a time; the runtime's only blocking thread is held until that task has ticked
+/// 20 times. Off the runtime thread, the derivation waits for the blocking thread, so the
+/// answer comes after all 20 ticks; inline, it comes at once and the ticks wait for it.
+#[test]
+fn the_clients_key_derivation_leaves_the_runtime_free() {
+    use std::sync::mpsc;
+    const TICKS: usize = 20;
+    let s = setup("");
+    let fake = s.domain.host("fake", &[San::Dns("server.example.test")]);
+    let (tick, mut on_tick) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (ticked, on_ticked) = mpsc::channel::<()>();
+    let (answered, on_answer) = mpsc::channel::<usize>();
+    let addr = raw_user_auth_server(&fake, move |tls| {
+        challenge_with(tls, 4096);
+        let mut ticks = 0;
+        loop {
+            tls.sock.set_nonblocking(true).unwrap();
+            let answer_arrived = matches!(tls.sock.peek(&mut [0u8; 1]), Ok(n) if n > 0);
+            tls.sock.set_nonblocking(false).unwrap();
+            // Every tick is acknowledged before the next is offered, and none is offered
+            // once the answer is here: `ticks` is exact, whatever the threads' timing.
+            if answer_arrived || tick.send(()).is_err() || on_ticked.recv().is_err() {
+                break;
+            }
+            ticks += 1;
+        }
+        let (kind, _) = read_user_frame(tls).unwrap();
+        assert_eq!(kind, RESPONSE);
+        answered.send(ticks).unwrap();
+        let _ = write_user_frame(tls, FAILURE, b"user authentication failed");
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(1)
+        .build()
+        .unwrap();
+    let client = s.client.clone();
+    runtime.block_on(async move {
+        let (release, held) = mpsc::channel::<()>();
+        let blocker = tokio::task::spawn_blocking(move || held.recv());
+        let ticker = tokio::spawn(async move {
+            for _ in 0..TICKS {
+                // None: the fake server has its answer and offers no more ticks.
+                if on_tick.recv().await.is_none() || ticked.send(()).is_err() {
+                    break;
+                }
+                // Back to the scheduler, which polls the sockets before running it again:
+                // a client task with its challenge in hand gets its turn between ticks.
+                tokio::task::yield_now().await;
+            }
+            drop((on_tick, ticked));
+            release.send(()).unwrap();
+        });
+        let result = connect_async_with(
+            &client,
+            &password("alice", "pencil"),
+            target("server.example.test"),
+            addr,
+        )
+        .await;
+        assert!(
+            matches!(
+                negotiation(result),
+                NegotiationError::UserAuthenticationFailed { .. }
+            ),
+            "the fake server refuses every proof"
+        );
+        ticker.await.unwrap();
+        blocker.await.unwrap().unwrap();
+    });
+    assert_eq!(
+        on_answer.recv().unwrap(),
+        TICKS,
+        "the client answered the challenge while the other task was starved"
+    );
 }

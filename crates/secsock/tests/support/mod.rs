@@ -128,6 +128,23 @@ impl TrustDomain {
         }
     }
 
+    /// A CRL of this CA (PEM) that revokes nothing, current until `next_update`.
+    pub fn crl(&self, next_update: time::OffsetDateTime) -> String {
+        let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
+        rcgen::CertificateRevocationListParams {
+            this_update: next_update - time::Duration::days(7),
+            next_update,
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer)
+        .unwrap()
+        .pem()
+        .unwrap()
+    }
+
     /// Issues an identity with `sans` into `<dir>/<label>/` and writes its policy.
     pub fn host(&self, label: &str, sans: &[San]) -> Host {
         self.host_with(label, sans, "", |_| {})
@@ -1701,8 +1718,8 @@ pub mod user_fixtures {
 
     use super::{pattern, Host, San, TrustDomain};
 
-    /// PBKDF2 iterations of test verifiers: the protocol's minimum (the default, 600,000,
-    /// takes seconds in a debug build).
+    /// PBKDF2 iterations of test verifiers: the protocol's minimum, so a login costs little
+    /// (an unknown user's decoy still asks for the default, 600,000).
     pub const TEST_ITERATIONS: u32 = 4096;
 
     /// The user-authentication ALPN protocol (the wire contract of `userauth`).
@@ -1870,6 +1887,51 @@ pub mod user_fixtures {
         frame.extend_from_slice(payload);
         io.write_all(&frame)?;
         io.flush()
+    }
+
+    /// A raw SCRAM client logs in as `user` (the SCRAM name exactly as sent) with
+    /// `password` on a fresh connection from 127.0.0.1, calls `responded` once its answer
+    /// to the challenge is sent, and returns the type of the server's verdict frame.
+    pub fn raw_login(
+        client: &Host,
+        addr: SocketAddr,
+        user: &str,
+        password: &str,
+        responded: impl FnOnce(),
+    ) -> u8 {
+        let mut tls = raw_tls_client(client, "server.example.test", addr, &[USER_ALPN]).unwrap();
+        let binding = channel_binding(&tls.conn);
+        let random = |buf: &mut [u8]| buf.copy_from_slice(&pattern(buf.len(), 17));
+        let mut scram = secsock::scram::Client::new(user, password, &binding, &random).unwrap();
+        let hello = hello_payload("SCRAM-SHA-256-PLUS", scram.client_first().as_bytes());
+        write_user_frame(&mut tls, HELLO, &hello).unwrap();
+        let (kind, payload) = read_user_frame(&mut tls).unwrap();
+        if kind != CHALLENGE {
+            return kind;
+        }
+        let response = scram
+            .handle_server_first(&String::from_utf8(payload).unwrap())
+            .unwrap();
+        write_user_frame(&mut tls, RESPONSE, response.as_bytes()).unwrap();
+        responded();
+        read_user_frame(&mut tls).unwrap().0
+    }
+
+    /// The client nonce of a SCRAM HELLO (`...,r=NONCE`).
+    pub fn client_nonce(hello: &[u8]) -> String {
+        let text = String::from_utf8_lossy(&hello[1 + usize::from(hello[0])..]).into_owned();
+        text.rsplit_once("r=").unwrap().1.to_string()
+    }
+
+    /// A fake server's move: reads the HELLO and answers it with a CHALLENGE of
+    /// `iterations`.
+    pub fn challenge_with(tls: &mut (impl Read + Write), iterations: u64) {
+        let (_, hello) = read_user_frame(tls).unwrap();
+        let challenge = format!(
+            "r={}FAKESERVERNONCE,s=AAAAAAAAAAAAAAAAAAAAAA==,i={iterations}",
+            client_nonce(&hello)
+        );
+        write_user_frame(tls, CHALLENGE, challenge.as_bytes()).unwrap();
     }
 
     /// A HELLO payload: the mechanism's length and name, then its data.
@@ -2182,6 +2244,8 @@ where
             return;
         };
         let _ = tcp.set_read_timeout(Some(Duration::from_secs(20)));
+        // Each frame leaves when written (no Nagle wait for the peer's delayed ACK).
+        let _ = tcp.set_nodelay(true);
         let conn = rustls::ServerConnection::new(config).unwrap();
         let mut tls = rustls::StreamOwned::new(conn, tcp);
         while tls.conn.is_handshaking() {
