@@ -708,8 +708,12 @@ mod run_as_peer {
     fn impersonation_run_as_peer_refuses_a_blocking_thread_that_inherited_an_identity() {
         let user = LocalUser::create();
         let other = LocalUser::create();
+        // The connection is made on a runtime of its own (its client may use blocking
+        // threads of that runtime), so that the runtime under test starts its one blocking
+        // thread below, from the impersonating thread.
+        let setup = Builder::new_multi_thread().enable_all().build().unwrap();
+        let (server, _client) = accepted(&setup, &user);
         let runtime = runtime_with_one_blocking_thread(Arc::default());
-        let (server, _client) = accepted(&runtime, &user);
 
         // Misuse elsewhere: a thread that impersonates hands work to the pool, which
         // starts its (only) blocking thread from there — as `other`.
