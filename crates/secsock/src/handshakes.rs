@@ -8,7 +8,7 @@
 //! in progress from one source — an IPv4 address, or an IPv6 /64 (one site's hosts, which an
 //! attacker gets by the billion) — and closes further connections from it at once.
 //!
-//! No I/O here; the listeners accept, count with [`SourceCounts`] and close.
+//! No I/O here; the listeners accept, count with `SourceCounts` and close.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -2,7 +2,7 @@
 //! security was set before bind. Every accepted connection inherits the listener's
 //! settings and is handshaked and checked before the application sees it.
 //!
-//! What an accepted connection must satisfy is the listener's [`Admission`], shared with
+//! What an accepted connection must satisfy is the listener's `Admission`, shared with
 //! the async front end: the mode (TLS; peek first with `ALLOW_INSECURE`; none with
 //! `SKIP_ENFORCEMENT`), the peer target names that apply to the client's address, and the
 //! bound on handshakes in progress from the client's source (see `handshakes`).
@@ -482,7 +482,7 @@ impl SecureListener {
 
     /// Limits how many handshakes may be pending at once from one source, an IPv4 address
     /// or an IPv6 /64 (at least 1; default
-    /// [`DEFAULT_MAX_HANDSHAKES_PER_SOURCE`](crate::handshakes::DEFAULT_MAX_HANDSHAKES_PER_SOURCE)):
+    /// [`DEFAULT_MAX_HANDSHAKES_PER_SOURCE`]):
     /// a connection beyond it is closed at once, so that one host cannot hold every
     /// handshake slot with idle connections. Counts what [`accept`](Self::accept) runs and
     /// every [`PendingStream`] not yet handshaked or dropped.

@@ -7,7 +7,7 @@
 //! and then matches names with [`crate::name`], as ztunnel's `IdentityVerifier` does.
 //! The handshake signature is always checked by the provider's algorithms.
 //!
-//! Not here: building TLS configurations ([`crate::tls`]) or deciding what to do with a
+//! Not here: building TLS configurations (`crate::tls`) or deciding what to do with a
 //! failure (the session reports it).
 
 use std::collections::{HashMap, VecDeque};
@@ -44,7 +44,7 @@ pub enum Usage {
 
 /// Validates certificate chains against one set of trust anchors and CRLs.
 ///
-/// Successful validations can be remembered (see [`ChainCache`]): a path validated once
+/// Successful validations can be remembered (see `ChainCache`): a path validated once
 /// is not validated again until its earliest certificate expires. The anchors and CRLs of
 /// a validator never change — a changed policy makes a new `Platform`, hence a new
 /// validator with an empty cache — so the only thing that can turn a valid chain invalid
@@ -72,7 +72,7 @@ impl fmt::Debug for ChainValidator {
 
 /// A chain that validated: the path webpki found from the leaf to an anchor and that
 /// path's name constraints, which the names read from the leaf must be filtered through
-/// ([`CertificateNames::within`]) before they prove anything.
+/// (`CertificateNames::within`) before they prove anything.
 #[derive(Debug, Clone)]
 pub struct ValidatedPath {
     key: CacheKey,
@@ -186,7 +186,7 @@ impl ChainValidator {
     ///
     /// Remembers nothing: a handshake calls it before the peer has proven it holds the
     /// leaf's key. Call [`ChainValidator::remember`] once that is proven (or
-    /// [`ChainValidator::hold`] and then [`ChainValidator::confirm`]).
+    /// `ChainValidator::hold` and then `ChainValidator::confirm`, crate-internal).
     pub fn validate(
         &self,
         end_entity: &CertificateDer<'_>,
