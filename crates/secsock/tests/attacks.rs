@@ -475,3 +475,145 @@ fn a_refused_client_reads_the_alert_not_a_reset() {
     );
     let _ = tcp.shutdown(Shutdown::Both);
 }
+
+// ---------------------------------------------------------------------------------------
+// The async front end: items 8, 9 and 11 again (the decisions are shared; the moving of
+// bytes, the peek and the linger are each front end's own).
+
+mod async_front_end {
+    use super::*;
+    use support::async_enforcement_fixtures::*;
+    use support::async_fixtures::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_forged_reset_cannot_downgrade_a_target_known_to_speak_tls() {
+        let ex = example("");
+        let server = echo_server(ex.server.clone());
+        let relayed = Arc::new(AtomicUsize::new(0));
+        let count = relayed.clone();
+        let relay = active_relay(server.addr, move |hello| {
+            if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                FirstFlight::Forward(hello)
+            } else {
+                FirstFlight::Reset
+            }
+        });
+        let settings = allow_insecure();
+        let first = connect_async_with(
+            &ex.client,
+            &settings,
+            target("server.example.test"),
+            relay.addr,
+        )
+        .await
+        .expect("the first connection is relayed faithfully");
+        assert!(first.query_security().is_secured());
+        first.close().await.unwrap();
+        let err = connect_async_with(
+            &ex.client,
+            &settings,
+            target("server.example.test"),
+            relay.addr,
+        )
+        .await
+        .expect_err("a forged reset must not yield a clear connection");
+        assert!(
+            matches!(
+                err.negotiation(),
+                Some(NegotiationError::DowngradeRefused { .. })
+            ),
+            "{err}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn clear_text_does_not_bypass_an_address_bound_peer_name() {
+        let ex = example("");
+        let listener = listen_async(ex.server.clone(), &allow_insecure(), 128);
+        listener.set_peer_target_name(
+            PeerTargetName::parse("client.example.test").unwrap(),
+            AddressPrefix::from(FROM_127_0_0_2),
+        );
+        let mut srv = serve_async_listener(listener, echo_async);
+        for (from, served_in_clear) in [(FROM_127_0_0_2, false), (FROM_127_0_0_1, true)] {
+            let mut plain = plain_tcp_from(from, srv.addr);
+            plain.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+            let outcome = srv.outcome().await;
+            assert_eq!(outcome.peer.ip(), from);
+            match outcome.result {
+                Ok(info) => {
+                    assert!(served_in_clear, "{from} was served: {info:?}");
+                    assert!(!info.is_secured());
+                }
+                Err(e) => assert!(!served_in_clear, "{from} was refused: {e}"),
+            }
+        }
+    }
+
+    /// As the blocking test, against the async listener.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_client_reads_the_alert_not_a_reset() {
+        let ex = example("");
+        let server_host = ex
+            .domain
+            .host("server2", &[San::Dns("server.example.test")]);
+        let mut srv = serve_async(
+            listen_async(server_host.platform(), &SecuritySettings::new(), 128),
+            echo_async,
+        );
+        let addr = srv.addr;
+        let roots = roots(&server_host);
+        let (server_done, done) = std::sync::mpsc::channel();
+        let client = tokio::task::spawn_blocking(move || refused_client(roots, addr, done));
+        // The accept loop gets the refusal once the server is done with the connection.
+        let refusal = srv
+            .outcome()
+            .await
+            .expect_err("a client without certificate");
+        assert!(refusal.contains("no certificate"), "{refusal}");
+        server_done.send(()).unwrap();
+        let seen = client.await.unwrap();
+        assert!(
+            seen.contains("CertificateRequired"),
+            "the client saw {seen} instead of the alert"
+        );
+    }
+
+    /// The client of `a_refused_client_reads_the_alert_not_a_reset`, on a thread of its
+    /// own: it sends its Finished and 48 KiB at once, waits until the server is done with
+    /// the connection (`server_done`), goes on writing, then reads.
+    fn refused_client(
+        roots: Arc<RootCertStore>,
+        addr: SocketAddr,
+        server_done: std::sync::mpsc::Receiver<()>,
+    ) -> String {
+        let config = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from("server.example.test").unwrap();
+        let mut conn = ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut tcp).unwrap();
+        }
+        conn.writer().write_all(&[b'x'; 48 * 1024]).unwrap();
+        while conn.wants_write() {
+            conn.write_tls(&mut tcp).unwrap();
+        }
+        server_done.recv().unwrap();
+        conn.writer().write_all(b"rest of the request").unwrap();
+        let mut buf = [0u8; 64];
+        loop {
+            match conn.complete_io(&mut tcp) {
+                Ok(_) => match conn.reader().read(&mut buf) {
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                    other => break format!("{other:?}"),
+                },
+                Err(e) => break format!("{e:?}"),
+            }
+        }
+    }
+}
