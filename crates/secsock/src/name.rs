@@ -1696,7 +1696,7 @@ mod der {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rcgen::{
         CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose, KeyPair,
@@ -2176,7 +2176,7 @@ mod tests {
         CertificateNames::from_der(cert.der()).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
         let mut out = vec![tag];
         match content.len() {
             n if n < 0x80 => out.push(n as u8),
@@ -2217,7 +2217,8 @@ mod tests {
         tlv(0xA0, &[tlv(0x06, oid), tlv(0xA0, value)].concat())
     }
 
-    fn krb5_san(realm: &str, components: &[&str]) -> Vec<u8> {
+    /// A Kerberos principal-name SAN (a GeneralName), for hand-built SAN extensions.
+    pub(crate) fn krb5_san(realm: &str, components: &[&str]) -> Vec<u8> {
         other_name(
             OID_KRB5_PRINCIPAL_NAME,
             &krb5_principal_name(realm, components),

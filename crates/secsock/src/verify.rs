@@ -1317,36 +1317,8 @@ mod tests {
 
     /// A SubjectAltName extension's content with one Kerberos principal-name SAN.
     fn krb5_san_sequence(realm: &str, components: &[&str]) -> Vec<u8> {
-        fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-            let mut out = vec![tag, content.len() as u8];
-            out.extend_from_slice(content);
-            out
-        }
-        let strings: Vec<u8> = components
-            .iter()
-            .flat_map(|c| tlv(0x1B, c.as_bytes()))
-            .collect();
-        let principal = tlv(
-            0x30,
-            &[tlv(0xA0, &tlv(0x02, &[2])), tlv(0xA1, &tlv(0x30, &strings))].concat(),
-        );
-        let value = tlv(
-            0x30,
-            &[
-                tlv(0xA0, &tlv(0x1B, realm.as_bytes())),
-                tlv(0xA1, &principal),
-            ]
-            .concat(),
-        );
-        let other_name = tlv(
-            0xA0,
-            &[
-                tlv(0x06, &[0x2B, 0x06, 0x01, 0x05, 0x02, 0x02]),
-                tlv(0xA0, &value),
-            ]
-            .concat(),
-        );
-        tlv(0x30, &other_name)
+        use crate::name::tests::{krb5_san, tlv};
+        tlv(0x30, &krb5_san(realm, components))
     }
 
     #[test]

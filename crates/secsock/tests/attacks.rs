@@ -288,6 +288,19 @@ fn junk_certificate(n: u32, size: usize) -> CertificateDer<'static> {
 // ---------------------------------------------------------------------------------------
 // Item 8: ALLOW_INSECURE downgraded by a forged reset.
 
+/// A relay to `upstream` that forwards its first connection faithfully and resets every
+/// later one right after the client's ClientHello: a forged reset.
+fn faithful_once_then_resetting(upstream: SocketAddr) -> ActiveRelay {
+    let relayed = AtomicUsize::new(0);
+    active_relay(upstream, move |hello| {
+        if relayed.fetch_add(1, Ordering::SeqCst) == 0 {
+            FirstFlight::Forward(hello)
+        } else {
+            FirstFlight::Reset
+        }
+    })
+}
+
 /// A client with `ALLOW_INSECURE` that has spoken TLS with a target never falls back to
 /// clear text for it when the connection is reset after its ClientHello: the server is
 /// known to speak TLS, so the reset is an attack (as HSTS remembers a site's HTTPS).
@@ -295,15 +308,7 @@ fn junk_certificate(n: u32, size: usize) -> CertificateDer<'static> {
 fn a_forged_reset_cannot_downgrade_a_target_known_to_speak_tls() {
     let ex = example("");
     let server = echo_server(ex.server.clone());
-    let relayed = Arc::new(AtomicUsize::new(0));
-    let count = relayed.clone();
-    let relay = active_relay(server.addr, move |hello| {
-        if count.fetch_add(1, Ordering::SeqCst) == 0 {
-            FirstFlight::Forward(hello)
-        } else {
-            FirstFlight::Reset
-        }
-    });
+    let relay = faithful_once_then_resetting(server.addr);
     let settings = allow_insecure();
     let first = connect_with(
         &ex.client,
@@ -436,26 +441,46 @@ fn a_refused_client_reads_the_alert_not_a_reset() {
         .domain
         .host("server2", &[San::Dns("server.example.test")]);
     let server = echo_server(server_host.platform());
+    let (roots, addr) = (roots(&server_host), server.addr);
+    let (server_done, done) = std::sync::mpsc::channel();
+    let client = std::thread::spawn(move || refused_client(roots, addr, done));
+    // The outcome comes once the server is done with the connection (refused, closed).
+    let refusal = server.outcome().expect_err("a client without certificate");
+    assert!(refusal.contains("no certificate"), "{refusal}");
+    server_done.send(()).unwrap();
+    let seen = client.join().unwrap();
+    assert!(
+        seen.contains("CertificateRequired"),
+        "the client saw {seen} instead of the alert"
+    );
+}
+
+/// The client of `a_refused_client_reads_the_alert_not_a_reset`: a plain rustls client
+/// without a certificate that sends its Finished and 48 KiB (more than the server reads at
+/// once) together, waits until the server is done with the connection (`server_done`),
+/// goes on with its request, and then reads; it returns what it saw.
+fn refused_client(
+    roots: Arc<RootCertStore>,
+    addr: SocketAddr,
+    server_done: std::sync::mpsc::Receiver<()>,
+) -> String {
     let config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
-        .with_root_certificates(roots(&server_host))
+        .with_root_certificates(roots)
         .with_no_client_auth();
     let name = ServerName::try_from("server.example.test").unwrap();
     let mut conn = ClientConnection::new(Arc::new(config), name).unwrap();
-    let mut tcp = TcpStream::connect(server.addr).unwrap();
+    let mut tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     while conn.is_handshaking() {
         conn.complete_io(&mut tcp).unwrap();
     }
-    // More than the server reads in one go, so that some is still unread when it refuses.
     conn.writer().write_all(&[b'x'; 48 * 1024]).unwrap();
     while conn.wants_write() {
         conn.write_tls(&mut tcp).unwrap();
     }
-    // The server is done with the connection (refused, and closed or lingering).
-    let refusal = server.outcome().expect_err("a client without certificate");
-    assert!(refusal.contains("no certificate"), "{refusal}");
+    server_done.recv().unwrap();
     // Like most clients, it goes on with its request before it reads the answer: a reset
     // sent by the server's close fails that write, and the alert is never read.
     conn.writer().write_all(b"rest of the request").unwrap();
@@ -469,11 +494,8 @@ fn a_refused_client_reads_the_alert_not_a_reset() {
             Err(e) => break format!("{e:?}"),
         }
     };
-    assert!(
-        seen.contains("CertificateRequired"),
-        "the client saw {seen} instead of the alert"
-    );
     let _ = tcp.shutdown(Shutdown::Both);
+    seen
 }
 
 // ---------------------------------------------------------------------------------------
@@ -489,15 +511,7 @@ mod async_front_end {
     async fn a_forged_reset_cannot_downgrade_a_target_known_to_speak_tls() {
         let ex = example("");
         let server = echo_server(ex.server.clone());
-        let relayed = Arc::new(AtomicUsize::new(0));
-        let count = relayed.clone();
-        let relay = active_relay(server.addr, move |hello| {
-            if count.fetch_add(1, Ordering::SeqCst) == 0 {
-                FirstFlight::Forward(hello)
-            } else {
-                FirstFlight::Reset
-            }
-        });
+        let relay = faithful_once_then_resetting(server.addr);
         let settings = allow_insecure();
         let first = connect_async_with(
             &ex.client,
@@ -577,43 +591,5 @@ mod async_front_end {
             seen.contains("CertificateRequired"),
             "the client saw {seen} instead of the alert"
         );
-    }
-
-    /// The client of `a_refused_client_reads_the_alert_not_a_reset`, on a thread of its
-    /// own: it sends its Finished and 48 KiB at once, waits until the server is done with
-    /// the connection (`server_done`), goes on writing, then reads.
-    fn refused_client(
-        roots: Arc<RootCertStore>,
-        addr: SocketAddr,
-        server_done: std::sync::mpsc::Receiver<()>,
-    ) -> String {
-        let config = ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let name = ServerName::try_from("server.example.test").unwrap();
-        let mut conn = ClientConnection::new(Arc::new(config), name).unwrap();
-        let mut tcp = TcpStream::connect(addr).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        while conn.is_handshaking() {
-            conn.complete_io(&mut tcp).unwrap();
-        }
-        conn.writer().write_all(&[b'x'; 48 * 1024]).unwrap();
-        while conn.wants_write() {
-            conn.write_tls(&mut tcp).unwrap();
-        }
-        server_done.recv().unwrap();
-        conn.writer().write_all(b"rest of the request").unwrap();
-        let mut buf = [0u8; 64];
-        loop {
-            match conn.complete_io(&mut tcp) {
-                Ok(_) => match conn.reader().read(&mut buf) {
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
-                    other => break format!("{other:?}"),
-                },
-                Err(e) => break format!("{e:?}"),
-            }
-        }
     }
 }

@@ -158,23 +158,22 @@ impl TrustDomain {
         extra: &str,
         adjust: impl FnOnce(&mut CertificateParams),
     ) -> Host {
-        let dir = self.dir.path().join(label);
-        std::fs::create_dir_all(&dir).unwrap();
         let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.subject_alt_names = sans.iter().map(San::to_rcgen).collect();
-        params.distinguished_name.push(DnType::CommonName, label);
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        adjust(&mut params);
+        let params = host_params(label, sans, adjust);
         let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
         let cert = params.signed_by(&key, &issuer).unwrap();
+        self.write_host(label, &cert.pem(), &key.serialize_pem(), extra)
+    }
+
+    /// Writes `<dir>/<label>/` with this chain and key, the domain's CA and a policy
+    /// naming them (plus `extra` TOML).
+    fn write_host(&self, label: &str, chain_pem: &str, key_pem: &str, extra: &str) -> Host {
+        let dir = self.dir.path().join(label);
+        std::fs::create_dir_all(&dir).unwrap();
         let cert_path = dir.join("host.crt");
         let key_path = dir.join("host.key");
-        std::fs::write(&cert_path, cert.pem()).unwrap();
-        write_private(&key_path, &key.serialize_pem());
+        std::fs::write(&cert_path, chain_pem).unwrap();
+        write_private(&key_path, key_pem);
         let ca = dir.join("ca.crt");
         std::fs::write(&ca, &self.ca_pem).unwrap();
         let policy = write_policy(&dir, &cert_path, &key_path, &[&ca], extra);
@@ -186,6 +185,24 @@ impl TrustDomain {
             policy,
         }
     }
+}
+
+/// A host certificate's parameters: `sans`, CN `label`, server and client authentication,
+/// then `adjust`.
+fn host_params(
+    label: &str,
+    sans: &[San],
+    adjust: impl FnOnce(&mut CertificateParams),
+) -> CertificateParams {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names = sans.iter().map(San::to_rcgen).collect();
+    params.distinguished_name.push(DnType::CommonName, label);
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    adjust(&mut params);
+    params
 }
 
 /// An intermediate CA of a [`TrustDomain`], possibly name-constrained.
@@ -242,58 +259,22 @@ impl TrustDomain {
         sans: &[San],
         adjust: impl FnOnce(&mut CertificateParams),
     ) -> Host {
-        let dir = self.dir.path().join(label);
-        std::fs::create_dir_all(&dir).unwrap();
         let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.subject_alt_names = sans.iter().map(San::to_rcgen).collect();
-        params.distinguished_name.push(DnType::CommonName, label);
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        adjust(&mut params);
-        let cert = params
+        let cert = host_params(label, sans, adjust)
             .signed_by(&key, &Issuer::from_params(&issuer.params, &issuer.key()))
             .unwrap();
-        let cert_path = dir.join("host.crt");
-        let key_path = dir.join("host.key");
-        std::fs::write(&cert_path, format!("{}{}", cert.pem(), issuer.pem)).unwrap();
-        write_private(&key_path, &key.serialize_pem());
-        let ca = dir.join("ca.crt");
-        std::fs::write(&ca, &self.ca_pem).unwrap();
-        let policy = write_policy(&dir, &cert_path, &key_path, &[&ca], "");
-        Host {
-            dir,
-            cert: cert_path,
-            key: key_path,
-            ca,
-            policy,
-        }
+        let chain = format!("{}{}", cert.pem(), issuer.pem);
+        self.write_host(label, &chain, &key.serialize_pem(), "")
     }
 
     /// The identity of `host` (the same leaf and key) with `issuer` as its chain's
     /// intermediate instead, in `<dir>/<label>/`.
     pub fn same_leaf_under(&self, host: &Host, label: &str, issuer: &SubCa) -> Host {
-        let dir = self.dir.path().join(label);
-        std::fs::create_dir_all(&dir).unwrap();
         let chain = std::fs::read_to_string(&host.cert).unwrap();
         let end = "-----END CERTIFICATE-----\n";
         let leaf = &chain[..chain.find(end).unwrap() + end.len()];
-        let cert_path = dir.join("host.crt");
-        let key_path = dir.join("host.key");
-        std::fs::write(&cert_path, format!("{leaf}{}", issuer.pem)).unwrap();
-        write_private(&key_path, &std::fs::read_to_string(&host.key).unwrap());
-        let ca = dir.join("ca.crt");
-        std::fs::write(&ca, &self.ca_pem).unwrap();
-        let policy = write_policy(&dir, &cert_path, &key_path, &[&ca], "");
-        Host {
-            dir,
-            cert: cert_path,
-            key: key_path,
-            ca,
-            policy,
-        }
+        let key = std::fs::read_to_string(&host.key).unwrap();
+        self.write_host(label, &format!("{leaf}{}", issuer.pem), &key, "")
     }
 }
 
