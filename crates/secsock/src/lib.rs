@@ -52,6 +52,8 @@ pub mod name;
 pub mod peers;
 pub mod platform;
 pub mod policy;
+#[cfg(test)]
+mod proptests;
 mod readahead;
 pub mod scram;
 mod session;

@@ -332,7 +332,9 @@ impl ClientExchange {
             }) => {
                 let password = std::str::from_utf8(password.expose())
                     .map_err(|_| local("the password is not UTF-8".into()))?;
-                let name = crate::users::user_key(user, domain);
+                // A name the server cannot take is refused here, with the reason.
+                let name = crate::users::canonical_user(&crate::users::user_key(user, domain))
+                    .map_err(|e| local(format!("the user name: {e}")))?;
                 let client = scram::Client::new(&name, password, binding, &random)
                     .map_err(|e| local(e.to_string()))?
                     .with_max_iterations(max_iterations);
