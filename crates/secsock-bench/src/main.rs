@@ -16,6 +16,9 @@
 //! For profiling, `load --only STACK` runs one stack's phase, and the environment variables
 //! `SECSOCK_BENCH_SERVER_WRAPPER` and `SECSOCK_BENCH_CLIENT_WRAPPER` (e.g.
 //! `heaptrack -o /tmp/server`) run the server or client process under another program.
+//! `SECSOCK_BENCH_POOL_ACCEPT=1` makes `all`'s blocking secsock servers secure connections
+//! through `SecureListener::accept` (concurrent handshakes on worker threads) instead of
+//! `accept_pending` + `handshake` on each server thread, as the rustls baseline does.
 //!
 //! No `unsafe` here: every measurement comes from /proc or from rustix's safe wrappers.
 //!

@@ -7,9 +7,10 @@
 //! `SKIP_ENFORCEMENT`), the peer target names that apply to the client's address, and the
 //! bound on handshakes in progress from the client's source (see `handshakes`).
 //!
-//! [`SecureListener::accept`] runs handshakes concurrently, each on a worker thread of its
-//! own (reused from one handshake to the next), and hands out connections in the order
-//! their handshakes complete: a slow or silent peer delays nobody else.
+//! [`SecureListener::accept`] runs handshakes concurrently, each on a worker thread that
+//! accepted it (workers are reused from one handshake to the next), and hands out
+//! connections in the order their handshakes complete: a slow or silent peer delays nobody
+//! else.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -214,6 +215,8 @@ fn accept_admitted(
     admission: &Arc<Admission>,
 ) -> io::Result<PendingStream> {
     loop {
+        // An accepted socket inherits the listener's receive timeout (set by `accept`'s
+        // workers); every way of securing it sets its own timeouts.
         let (socket, peer_addr) = listener.accept()?;
         if let Some(slot) = admission.admit(peer_addr.ip()) {
             return Ok(PendingStream {
@@ -227,46 +230,41 @@ fn accept_admitted(
     }
 }
 
-/// The handshakes `SecureListener::accept` runs. One acceptor thread accepts while there
-/// is room and queues each connection for a worker thread; a worker runs one handshake at a
-/// time and waits for the next, so each handshake in progress has a thread (a blocking
-/// handshake waits on its socket) without a thread being started per handshake. Workers
-/// are started as needed, up to the limit, and end after [`WORKER_IDLE`] without work.
-/// Outcomes wait in completion order for `accept`.
+/// The handshakes `SecureListener::accept` runs, on worker threads. A worker accepts a
+/// connection itself (several may wait in accept(2) on the listening socket; the kernel
+/// wakes one), runs its handshake and queues the outcome for `accept`, in completion order.
+/// So that one slow or silent peer delays nobody, a worker that takes a connection while
+/// no other worker waits to accept starts one more (up to the limit); a worker idle for
+/// [`WORKER_IDLE`] ends, if another still waits to accept. A connection costs one thread
+/// wake-up more than an inline handshake: the hand-over of its outcome to `accept`.
 #[derive(Debug)]
 struct HandshakePool {
     state: Mutex<PoolState>,
-    /// Signalled when an outcome arrives, when one is taken, and when the pool closes.
-    changed: Condvar,
-    /// Signalled when a connection is queued for a worker, and when the pool closes.
-    work: Condvar,
-    /// Handshakes queued or running plus outcomes not yet taken, at most.
+    /// Signalled when an outcome is queued.
+    outcome: Condvar,
+    /// Signalled when an outcome is taken (room for more), and when the pool closes.
+    room: Condvar,
+    /// Handshakes running plus outcomes not yet taken, at most.
     max: Arc<AtomicUsize>,
+    listener: Arc<TcpListener>,
+    admission: Arc<Admission>,
 }
 
 #[derive(Debug, Default)]
 struct PoolState {
-    queued: VecDeque<PendingStream>,
-    running: usize,
-    /// Workers alive, and how many of them wait for work.
+    /// Workers alive, and how many of them wait to accept.
     workers: usize,
-    idle: usize,
+    accepting: usize,
+    running: usize,
     done: VecDeque<Result<SecureStream, Error>>,
     closed: bool,
 }
 
-impl PoolState {
-    /// Connections accepted whose outcome `accept` has not taken yet.
-    fn load(&self) -> usize {
-        self.queued.len() + self.running + self.done.len()
-    }
-}
-
-/// How long the acceptor waits after the listening socket failed (say, no descriptor left)
-/// before it tries again, rather than spinning.
+/// How long the workers wait after the listening socket failed (say, no descriptor left)
+/// before they try again, rather than spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// How long a worker without work waits before it ends.
+/// How long a worker waits in accept(2) before it ends, if another still waits there.
 const WORKER_IDLE: Duration = Duration::from_secs(10);
 
 impl HandshakePool {
@@ -274,96 +272,87 @@ impl HandshakePool {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// An outcome for `accept`.
-    fn finish(&self, outcome: Result<SecureStream, Error>) {
-        let mut state = self.lock();
-        if !state.closed {
-            state.done.push_back(outcome);
-        }
-        self.changed.notify_all();
-    }
-
-    /// The acceptor: accepts while there is room and hands each connection to a worker.
-    fn run(self: Arc<Self>, listener: Arc<TcpListener>, admission: Arc<Admission>) {
-        loop {
-            {
-                let mut state = self.lock();
-                while !state.closed && state.load() >= self.max.load(Ordering::Relaxed) {
-                    state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
-                }
-                if state.closed {
-                    return;
-                }
-            }
-            match accept_admitted(&listener, &admission) {
-                Ok(pending) => self.queue(pending),
-                Err(e) => {
-                    if self.lock().closed {
-                        return;
-                    }
-                    self.finish(Err(Error::Io(e)));
-                    std::thread::sleep(ACCEPT_BACKOFF);
-                }
-            }
-        }
-    }
-
-    /// Queues a connection for a worker, starting one if none is waiting.
-    fn queue(self: &Arc<Self>, pending: PendingStream) {
-        let mut state = self.lock();
-        state.queued.push_back(pending);
-        if state.idle > state.queued.len().saturating_sub(1) {
-            self.work.notify_one();
-            return;
-        }
-        state.workers += 1;
-        drop(state);
+    /// Starts a worker (the caller counted it in `workers`).
+    fn start_worker(self: &Arc<Self>) -> io::Result<()> {
         let pool = self.clone();
         let started = std::thread::Builder::new()
             .name("secsock-handshake".into())
             .spawn(move || pool.work());
-        if let Err(e) = started {
-            let mut state = self.lock();
-            state.workers -= 1;
-            // Without a thread, the connection is closed; say so once.
-            if state.workers == 0 {
-                state.queued.pop_back();
-            }
-            drop(state);
-            self.finish(Err(Error::Io(e)));
+        if started.is_err() {
+            self.lock().workers -= 1;
+        }
+        started.map(drop)
+    }
+
+    /// Queues an outcome for `accept`.
+    fn finish(&self, state: &mut PoolState, outcome: Result<SecureStream, Error>) {
+        if !state.closed {
+            state.done.push_back(outcome);
+            self.outcome.notify_one();
         }
     }
 
-    /// A worker: runs queued handshakes one after another.
-    fn work(&self) {
+    /// A worker: accepts while there is room, and runs each handshake it accepted.
+    fn work(self: Arc<Self>) {
         loop {
-            let pending = {
+            {
                 let mut state = self.lock();
-                loop {
-                    if let Some(pending) = state.queued.pop_front() {
-                        state.running += 1;
-                        break pending;
+                while !state.closed
+                    && state.running + state.done.len() >= self.max.load(Ordering::Relaxed)
+                {
+                    state = self.room.wait(state).unwrap_or_else(|p| p.into_inner());
+                }
+                if state.closed {
+                    state.workers -= 1;
+                    return;
+                }
+                state.accepting += 1;
+            }
+            let accepted = accept_admitted(&self.listener, &self.admission);
+            let mut state = self.lock();
+            state.accepting -= 1;
+            match accepted {
+                Ok(pending) => {
+                    state.running += 1;
+                    // Someone must go on accepting while this handshake runs.
+                    let another =
+                        state.accepting == 0 && state.workers <= self.max.load(Ordering::Relaxed);
+                    if another {
+                        state.workers += 1;
                     }
-                    if state.closed {
-                        state.workers -= 1;
-                        return;
+                    drop(state);
+                    if another {
+                        if let Err(e) = self.start_worker() {
+                            tracing::warn!("cannot start a handshake thread: {e}");
+                        }
                     }
-                    state.idle += 1;
-                    let (next, waited) = self
-                        .work
-                        .wait_timeout(state, WORKER_IDLE)
-                        .unwrap_or_else(|p| p.into_inner());
-                    state = next;
-                    state.idle -= 1;
-                    if waited.timed_out() && state.queued.is_empty() {
+                    let outcome = pending.handshake();
+                    let mut state = self.lock();
+                    state.running -= 1;
+                    self.finish(&mut state, outcome);
+                }
+                Err(_) if state.closed => {
+                    state.workers -= 1;
+                    return;
+                }
+                // Idle: end, unless this is the last worker waiting to accept.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if state.accepting > 0 {
                         state.workers -= 1;
                         return;
                     }
                 }
-            };
-            let outcome = pending.handshake();
-            self.lock().running -= 1;
-            self.finish(outcome);
+                Err(e) => {
+                    self.finish(&mut state, Err(Error::Io(e)));
+                    drop(state);
+                    std::thread::sleep(ACCEPT_BACKOFF);
+                }
+            }
         }
     }
 }
@@ -381,16 +370,15 @@ impl Drop for SecureListener {
     fn drop(&mut self) {
         let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(pool) = pool {
-            let queued = {
+            let done = {
                 let mut state = pool.lock();
                 state.closed = true;
-                std::mem::take(&mut state.queued)
+                std::mem::take(&mut state.done)
             };
-            drop(queued);
-            pool.changed.notify_all();
-            pool.work.notify_all();
-            // Wakes the acceptor blocked in accept(2) (Linux: the listening socket stops
-            // listening); the descriptor closes when the acceptor lets go of it.
+            drop(done);
+            pool.room.notify_all();
+            // Wakes the workers blocked in accept(2) (Linux: the listening socket stops
+            // listening); the descriptor closes when the last of them lets go of it.
             let _ = socket2::SockRef::from(&*self.listener).shutdown(Shutdown::Read);
         }
     }
@@ -431,10 +419,10 @@ impl SecureListener {
         let mut state = pool.lock();
         loop {
             if let Some(outcome) = state.done.pop_front() {
-                pool.changed.notify_all();
+                pool.room.notify_one();
                 return outcome;
             }
-            state = pool.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+            state = pool.outcome.wait(state).unwrap_or_else(|p| p.into_inner());
         }
     }
 
@@ -448,17 +436,21 @@ impl SecureListener {
             call: "accept",
             reason: e.to_string(),
         })?;
+        // A worker waiting in accept(2) wakes up after WORKER_IDLE to see whether it is
+        // still needed (the listening socket's receive timeout bounds accept).
+        socket2::SockRef::from(&*self.listener).set_read_timeout(Some(WORKER_IDLE))?;
         let pool = Arc::new(HandshakePool {
-            state: Mutex::default(),
-            changed: Condvar::new(),
-            work: Condvar::new(),
+            state: Mutex::new(PoolState {
+                workers: 1,
+                ..PoolState::default()
+            }),
+            outcome: Condvar::new(),
+            room: Condvar::new(),
             max: self.max_handshakes.clone(),
+            listener: self.listener.clone(),
+            admission: self.admission.clone(),
         });
-        let (acceptor, listener, admission) =
-            (pool.clone(), self.listener.clone(), self.admission.clone());
-        std::thread::Builder::new()
-            .name("secsock-accept".into())
-            .spawn(move || acceptor.run(listener, admission))?;
+        pool.start_worker()?;
         *slot = Some(pool.clone());
         Ok(pool)
     }
@@ -470,7 +462,13 @@ impl SecureListener {
     /// pending already is closed at once, and the next one accepted. Do not mix with
     /// [`accept`](Self::accept), whose thread accepts too.
     pub fn accept_pending(&self) -> io::Result<PendingStream> {
-        accept_admitted(&self.listener, &self.admission)
+        loop {
+            match accept_admitted(&self.listener, &self.admission) {
+                // The receive timeout `accept`'s workers set on the listening socket.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
+        }
     }
 
     /// Limits how many handshakes [`accept`](Self::accept) runs at once (at least 1;

@@ -367,13 +367,35 @@ impl Listener {
                 };
                 handshake().map_err(|e| AcceptError::Peer(format!("handshake: {e}")))
             }
-            Listener::Secsock(l) => match l.accept() {
+            Listener::Secsock(l) => match secsock_accept(l) {
                 Ok(stream) => Ok(ServerConn::Secsock(Box::new(stream))),
                 Err(secsock::Error::Io(e)) => Err(AcceptError::Accept(e)),
                 Err(e) => Err(AcceptError::Peer(e.to_string())),
             },
         }
     }
+}
+
+/// The environment variable that makes the blocking secsock server use
+/// `SecureListener::accept` (its concurrent handshakes, on worker threads) instead of
+/// `accept_pending` + `handshake` on the calling thread.
+pub const POOL_ACCEPT_VAR: &str = "SECSOCK_BENCH_POOL_ACCEPT";
+
+/// One secsock connection, secured: by default as the rustls baseline does it, each server
+/// thread accepting and handshaking on its own (`accept_pending` + `handshake`), so that
+/// the figures compare handshakes, not server designs; with [`POOL_ACCEPT_VAR`] set,
+/// through `accept`'s concurrent handshakes (what a blocking secsock server gets by
+/// default, which no silent peer can stall: docs/PERFORMANCE.md measures what it costs).
+fn secsock_accept(
+    listener: &secsock::SecureListener,
+) -> Result<secsock::SecureStream, secsock::Error> {
+    if std::env::var_os(POOL_ACCEPT_VAR).is_some() {
+        return listener.accept();
+    }
+    listener
+        .accept_pending()
+        .map_err(secsock::Error::Io)
+        .and_then(|pending| pending.handshake())
 }
 
 /// Runs `$body` with `$s` bound to the connection's stream, whichever stack it is (each arm
