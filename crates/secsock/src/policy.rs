@@ -1963,7 +1963,7 @@ fn cipher_suite_named(name: &str) -> Result<SupportedCipherSuite, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rcgen::{
         BasicConstraints, CertificateParams, CertificateRevocationListParams, IsCa, Issuer,
@@ -1974,7 +1974,7 @@ mod tests {
     /// A trust domain on disk: `trust/ca.crt`, `identity/host.crt` (leaf + CA),
     /// `identity/host.key` (0600), `trust/ca.crl` (PEM), `trust/ca.crl.der` (DER),
     /// and `identity/other.key` (0600, belongs to no certificate).
-    fn trust_domain() -> TempDir {
+    pub(crate) fn trust_domain() -> TempDir {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("identity")).unwrap();
         fs::create_dir(dir.path().join("trust")).unwrap();

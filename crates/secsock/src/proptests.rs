@@ -160,17 +160,7 @@ fn mutated_bytes(bytes: impl Strategy<Value = Vec<u8>>) -> impl Strategy<Value =
     })
 }
 
-/// A DER TLV with a definite length (short or long form).
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    match content.len() {
-        n if n < 0x80 => out.push(n as u8),
-        n if n <= 0xFF => out.extend([0x81, n as u8]),
-        n => out.extend([0x82, (n >> 8) as u8, n as u8]),
-    }
-    out.extend_from_slice(content);
-    out
-}
+use crate::name::tests::{krb5_san, tlv};
 
 mod names {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -694,33 +684,6 @@ mod names {
             .collect()
     });
 
-    /// A Kerberos principal-name otherName SAN (RFC 4556 KRB5PrincipalName).
-    fn krb5_san(realm: &str, components: &[&str]) -> Vec<u8> {
-        let strings: Vec<u8> = components
-            .iter()
-            .flat_map(|c| tlv(0x1B, c.as_bytes()))
-            .collect();
-        let name_type = if components.len() == 1 { 1 } else { 3 };
-        let principal = tlv(
-            0x30,
-            &[
-                tlv(0xA0, &tlv(0x02, &[name_type])),
-                tlv(0xA1, &tlv(0x30, &strings)),
-            ]
-            .concat(),
-        );
-        let value = tlv(
-            0x30,
-            &[
-                tlv(0xA0, &tlv(0x1B, realm.as_bytes())),
-                tlv(0xA1, &principal),
-            ]
-            .concat(),
-        );
-        let oid = [0x2B, 0x06, 0x01, 0x05, 0x02, 0x02];
-        tlv(0xA0, &[tlv(0x06, &oid), tlv(0xA0, &value)].concat())
-    }
-
     /// Reads a certificate's names; when it reads, they survive matching.
     fn read_certificate(der: &[u8]) -> Result<(), TestCaseError> {
         if let Ok(cert) = CertificateNames::from_der(der) {
@@ -854,15 +817,8 @@ mod names {
 
 mod policy_file {
     use std::fs;
-    use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
     use std::time::Duration;
-
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertificateRevocationListParams, IsCa, Issuer,
-        KeyIdMethod, KeyPair, KeyUsagePurpose, SerialNumber,
-    };
-    use tempfile::TempDir;
 
     use super::*;
     use crate::policy::{parse_duration, parse_size, Policy, PolicyError};
@@ -926,43 +882,7 @@ allow_system_account = true
         "\"{name}\"", "\"user:*@X\"",
     ];
 
-    /// A trust domain on disk for [`VALID_POLICY`]: `trust/ca.crt`, `trust/ca.crl`,
-    /// `identity/host.crt` (leaf and CA) and `identity/host.key` (0600).
-    fn trust_domain() -> TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        fs::create_dir(dir.path().join("identity")).unwrap();
-        fs::create_dir(dir.path().join("trust")).unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-        let host_key = KeyPair::generate().unwrap();
-        let host_cert = CertificateParams::new(vec!["host.example.test".to_owned()])
-            .unwrap()
-            .signed_by(&host_key, &issuer)
-            .unwrap();
-        let crl = CertificateRevocationListParams {
-            this_update: rcgen::date_time_ymd(2024, 1, 1),
-            next_update: rcgen::date_time_ymd(2034, 1, 1),
-            crl_number: SerialNumber::from(1u64),
-            issuing_distribution_point: None,
-            revoked_certs: Vec::new(),
-            key_identifier_method: KeyIdMethod::Sha256,
-        }
-        .signed_by(&issuer)
-        .unwrap();
-        let write = |name: &str, contents: &[u8]| fs::write(dir.path().join(name), contents);
-        write("trust/ca.crt", ca_cert.pem().as_bytes()).unwrap();
-        write("trust/ca.crl", crl.pem().unwrap().as_bytes()).unwrap();
-        let chain = format!("{}{}", host_cert.pem(), ca_cert.pem());
-        write("identity/host.crt", chain.as_bytes()).unwrap();
-        let key_path = dir.path().join("identity/host.key");
-        write("identity/host.key", host_key.serialize_pem().as_bytes()).unwrap();
-        fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).unwrap();
-        dir
-    }
+    use crate::policy::tests::trust_domain;
 
     /// Loads `text` as `dir/policy.toml` (and, written there, diagnoses it): the two agree,
     /// and every error names the file and, when it names a line, one within the text.
