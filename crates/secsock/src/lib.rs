@@ -39,36 +39,29 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-mod constraints;
+pub mod blocking;
+pub mod core;
 pub mod crl;
-mod deadline;
 pub mod error;
-pub mod fallback;
-pub mod handshakes;
 pub mod impersonate;
 pub mod info;
-pub mod listener;
 pub mod name;
 pub mod peers;
 pub mod platform;
 pub mod policy;
 #[cfg(test)]
 mod proptests;
-mod readahead;
-pub mod scram;
-mod session;
 pub mod settings;
-pub mod socket;
-pub mod stream;
 mod sys;
-mod throttle;
-mod ticketer;
-mod tls;
 #[cfg(feature = "tokio")]
 pub mod tokio;
-mod userauth;
-pub mod users;
+pub mod user;
 pub mod verify;
+
+// The public paths of the modules that moved into `core`, `blocking` and `user`.
+pub use blocking::{listener, socket, stream};
+pub use core::{fallback, handshakes};
+pub use user::{scram, users};
 
 pub use error::{Error, NegotiationError, UsageError};
 pub use info::{InfoFlags, PeerIdentity, ProofMethod, SecurityInfo};

@@ -10,11 +10,11 @@
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
+use crate::core::tls::CryptoContext;
 use crate::error::Error;
 use crate::policy::Policy;
 use crate::settings::{CryptoPolicyKey, SettingsError};
-use crate::tls::CryptoContext;
-use crate::users::UserDirectory;
+use crate::user::users::UserDirectory;
 use crate::verify::{ChainCacheStats, ChainValidator};
 
 /// A loaded policy and the TLS state built from it.

@@ -173,7 +173,7 @@ mod names {
     };
 
     use super::*;
-    use crate::constraints::PathConstraints;
+    use crate::name::constraints::PathConstraints;
     use crate::name::{CertificateNames, KerberosPrincipal, PeerTargetName, PrincipalName};
 
     /// What names are made of, and what their parsers look for.
@@ -1184,10 +1184,10 @@ mod user_auth {
 
     use super::*;
     use crate::policy::{UserAuthentication, Users};
-    use crate::scram::{self, Verifier};
     use crate::settings::{Secret, UserCredentials};
-    use crate::userauth::{ClientExchange, Frame, Kind, ServerExchange, Step, MAX_FRAME};
-    use crate::users::UserDirectory;
+    use crate::user::scram::{self, Verifier};
+    use crate::user::step::{ClientExchange, Frame, Kind, ServerExchange, Step, MAX_FRAME};
+    use crate::user::users::UserDirectory;
     use crate::verify::ChainValidator;
 
     const KINDS: [Kind; 5] = [
@@ -1474,7 +1474,7 @@ mod user_auth {
                 Some(&credentials),
                 &binding,
                 &realm.provider,
-                crate::scram::MAX_ITERATIONS,
+                crate::user::scram::MAX_ITERATIONS,
             )
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let wire = hello.encode();
@@ -1526,7 +1526,7 @@ mod user_auth {
                 credentials,
                 &binding,
                 &realm.provider,
-                crate::scram::MAX_ITERATIONS,
+                crate::user::scram::MAX_ITERATIONS,
             ) else {
                 // SASLprep refused the name: nothing is sent.
                 prop_assert!(!anonymous);
@@ -1782,9 +1782,9 @@ mod client_hello {
     use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
     use super::*;
-    use crate::fallback::{classify_first_bytes, FirstBytes};
-    use crate::tls::client_hello_offers;
-    use crate::userauth::ALPN;
+    use crate::core::fallback::{classify_first_bytes, FirstBytes};
+    use crate::core::tls::client_hello_offers;
+    use crate::user::step::ALPN;
 
     /// The first flight of a rustls client offering `alpn` (TLS 1.3 only, or 1.2 and 1.3).
     fn client_hello(alpn: &[Vec<u8>], tls13_only: bool) -> Vec<u8> {

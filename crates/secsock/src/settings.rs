@@ -107,7 +107,7 @@ flag_set! {
         /// does not speak TLS; never on a failed verification. A listener serves a client in
         /// clear when its first bytes are not a ClientHello (or it sends nothing for a
         /// moment); a client connects again in clear when the server answers the ClientHello
-        /// with non-TLS bytes or closes without a byte. See [`crate::fallback`]. Conflicts
+        /// with non-TLS bytes or closes without a byte. See [`crate::core::fallback`]. Conflicts
         /// with `GUARANTEE_ENCRYPTION`.
         ALLOW_INSECURE = 0x2,
     }

@@ -7,7 +7,7 @@
 //! and then matches names with [`crate::name`], as ztunnel's `IdentityVerifier` does.
 //! The handshake signature is always checked by the provider's algorithms.
 //!
-//! Not here: building TLS configurations (`crate::tls`) or deciding what to do with a
+//! Not here: building TLS configurations (`crate::core::tls`) or deciding what to do with a
 //! failure (the session reports it).
 
 use std::collections::{HashMap, VecDeque};
@@ -27,9 +27,9 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName,
 use sha2::{Digest, Sha256};
 use webpki::{CertRevocationList, EndEntityCert, KeyUsage, RevocationOptionsBuilder};
 
-use crate::constraints::{PathConstraints, UNCONSTRAINED};
 use crate::crl::CrlFreshness;
 use crate::error::{NegotiationError, Peer};
+use crate::name::constraints::{PathConstraints, UNCONSTRAINED};
 use crate::name::{CertificateNames, PeerTargetName};
 use crate::policy::ExpiredCrls;
 

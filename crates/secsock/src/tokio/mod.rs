@@ -39,28 +39,28 @@ use ::tokio::net::{TcpListener, TcpSocket, TcpStream};
 use ::tokio::sync::Mutex;
 use ::tokio::task::JoinSet;
 
-use crate::error::Peer;
-use crate::error::{Error, NegotiationError};
-use crate::fallback::{self, CLEAR_TEXT_WAIT};
-use crate::impersonate::{ImpersonationError, ImpersonationGuard};
-use crate::info::SecurityInfo;
-use crate::listener::{Admission, Mode, Peeked, SourceSlot, PEEK_LIMIT};
-use crate::name::PeerTargetName;
-use crate::peers::{AddressPrefix, PeerNames};
-use crate::platform::Platform;
-use crate::readahead::ReadAhead;
-use crate::session::Session;
-use crate::session::{
+use crate::blocking::listener::{Admission, Mode, Peeked, SourceSlot, PEEK_LIMIT};
+use crate::blocking::socket::{connect_timed_out, fallback_socket, Plan};
+use crate::blocking::stream::{protocol_error, truncation_error};
+use crate::core::fallback::{self, CLEAR_TEXT_WAIT};
+use crate::core::readahead::ReadAhead;
+use crate::core::session::Session;
+use crate::core::session::{
     negotiation_io_error, refusal_worth_lingering, Clear, Link, UserStep, REFUSAL_DRAIN,
     REFUSAL_LINGER,
 };
+use crate::core::tls::client_hello_offers;
+use crate::core::tls::CryptoContext;
+use crate::error::Peer;
+use crate::error::{Error, NegotiationError};
+use crate::impersonate::{ImpersonationError, ImpersonationGuard};
+use crate::info::SecurityInfo;
+use crate::name::PeerTargetName;
+use crate::peers::{AddressPrefix, PeerNames};
+use crate::platform::Platform;
 use crate::settings::SecuritySettings;
 use crate::settings::UserCredentials;
-use crate::socket::{connect_timed_out, fallback_socket, Plan};
-use crate::stream::{protocol_error, truncation_error};
-use crate::tls::client_hello_offers;
-use crate::tls::CryptoContext;
-use crate::userauth::{self, failure_pause, ClientExchange, Frame, ServerExchange, Step};
+use crate::user::step::{self, failure_pause, ClientExchange, Frame, ServerExchange, Step};
 use socket2::{Domain, Socket};
 
 /// An unconnected TCP socket on which security can be turned on (async).
@@ -207,7 +207,7 @@ async fn tcp_connect(
     }
 }
 
-pub use crate::handshakes::DEFAULT_MAX_HANDSHAKES;
+pub use crate::core::handshakes::DEFAULT_MAX_HANDSHAKES;
 
 type Handshake = Result<SecureStream, Error>;
 
@@ -392,7 +392,7 @@ impl PendingStream {
         if !ctx.needs_alpn_choice() {
             return Ok(true);
         }
-        let decide = |bytes: &[u8]| client_hello_offers(bytes, crate::userauth::ALPN);
+        let decide = |bytes: &[u8]| client_hello_offers(bytes, crate::user::step::ALPN);
         let deadline = self.accepted + ctx.handshake_timeout;
         Ok(self
             .peek_until(deadline, PEEK_LIMIT, decide)
@@ -671,7 +671,7 @@ impl SecureStream {
             {
                 Err(_) => Err(NegotiationError::Timeout { after: timeout }.into()),
                 Ok(outcome) => outcome.map_err(|e| match e {
-                    Error::Io(e) => userauth::exchange_io_error(e, peer, timeout).into(),
+                    Error::Io(e) => step::exchange_io_error(e, peer, timeout).into(),
                     other => other,
                 }),
             };
@@ -699,7 +699,7 @@ impl SecureStream {
             ClientExchange::start(credentials, binding, &ctx.provider, ctx.user_max_iterations)?;
         self.send_frame(&hello).await?;
         loop {
-            let frame = userauth::read_frame_async(self, Peer::Server).await?;
+            let frame = step::read_frame_async(self, Peer::Server).await?;
             let step = if exchange.derives_keys(&frame) {
                 // PBKDF2 (up to `user_max_iterations`) would hold a runtime thread for as
                 // long: it runs on the blocking pool.
@@ -734,7 +734,7 @@ impl SecureStream {
         let mut exchange =
             ServerExchange::new(&ctx.users, &ctx.validator, binding, &ctx.provider, peer);
         loop {
-            let frame = userauth::read_frame_async(self, Peer::Client).await?;
+            let frame = step::read_frame_async(self, Peer::Client).await?;
             match exchange.on_frame(frame, Instant::now()) {
                 Ok(Step::Send(frame)) => self.send_frame(&frame).await?,
                 Ok(Step::Done(last, identity)) => {
@@ -767,7 +767,7 @@ impl SecureStream {
     /// that must run as the peer on one thread, never across an `.await` that may move
     /// the task to another thread. [`SecureStream::run_as_peer`] does that for you.
     pub fn impersonate_peer(&self) -> Result<ImpersonationGuard, ImpersonationError> {
-        crate::stream::impersonate(&self.link)
+        crate::blocking::stream::impersonate(&self.link)
     }
 
     /// What protects this connection and who the peer proved to be. A connection in clear

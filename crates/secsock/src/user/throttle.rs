@@ -1,5 +1,5 @@
 //! Rate limiting of failed user authentications, for a listener's user-authentication
-//! step ([`crate::userauth`]): what slows an online password guesser down.
+//! step ([`crate::user::step`]): what slows an online password guesser down.
 //!
 //! - Per source address: a budget of failures ([`FailureLimits::per_address`]) within a
 //!   sliding window; once it is spent, that address's attempts are refused at once,

@@ -75,7 +75,7 @@ const MAX_SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// `[defaults] user_max_iterations` when the file does not say: four times the count new
 /// verifiers get, so verifiers made stronger than today's default still work, while a
 /// hostile server can make a client spend at most about four logins' worth of CPU.
-pub const DEFAULT_USER_MAX_ITERATIONS: u32 = 4 * crate::scram::DEFAULT_ITERATIONS;
+pub const DEFAULT_USER_MAX_ITERATIONS: u32 = 4 * crate::user::scram::DEFAULT_ITERATIONS;
 /// The longest `[users] failure_window`.
 const MAX_FAILURE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 /// The longest `[users] failure_delay` and `failure_delay_max` (the longest handshake).
@@ -1495,7 +1495,10 @@ impl Ctx<'_> {
             defaults.handshake_timeout = value;
         }
         if let Some(count) = raw.user_max_iterations {
-            let (min, max) = (crate::scram::MIN_ITERATIONS, crate::scram::MAX_ITERATIONS);
+            let (min, max) = (
+                crate::user::scram::MIN_ITERATIONS,
+                crate::user::scram::MAX_ITERATIONS,
+            );
             let value = *count.get_ref();
             if value < i64::from(min) || value > i64::from(max) {
                 return Err(self.invalid(

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rustls::{ClientConnection, Connection, HandshakeKind, ServerConnection};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::constraints::{PathConstraints, UNCONSTRAINED};
+use crate::core::tls::{ConnectionTickets, CryptoContext};
 use crate::error::{Error, NegotiationError, Peer};
 use crate::info::{Id128, InfoFlags, KeyExchange, PeerIdentity, ProofMethod, SecurityInfo};
+use crate::name::constraints::{PathConstraints, UNCONSTRAINED};
 use crate::name::{CertificateNames, PeerTargetName, PrincipalName};
-use crate::tls::{ConnectionTickets, CryptoContext};
 use crate::verify::{negotiation_error_from_tls, ServerIdentityVerifier, Usage};
 
 /// What only the client side keeps.
@@ -279,7 +279,7 @@ impl Session {
     }
 
     /// Client side: whether a handshake with this target at this address completed before
-    /// (then `ALLOW_INSECURE` never falls back; see [`crate::fallback::client_fallback`]).
+    /// (then `ALLOW_INSECURE` never falls back; see [`crate::core::fallback::client_fallback`]).
     pub(crate) fn peer_spoke_tls_before(&self) -> bool {
         self.client
             .as_ref()
@@ -293,7 +293,7 @@ impl Session {
 
     /// Whether the user-authentication step was negotiated (ALPN).
     pub(crate) fn user_auth_negotiated(&self) -> bool {
-        self.conn.alpn_protocol() == Some(crate::userauth::ALPN)
+        self.conn.alpn_protocol() == Some(crate::user::step::ALPN)
     }
 
     /// What the user-authentication step must do after this handshake: nothing, refuse
@@ -316,7 +316,7 @@ impl Session {
     /// This connection's RFC 9266 `tls-exporter` channel binding (32 bytes).
     pub(crate) fn channel_binding(&self) -> Result<[u8; 32], NegotiationError> {
         self.conn
-            .export_keying_material([0u8; 32], crate::userauth::EXPORTER_LABEL, Some(b""))
+            .export_keying_material([0u8; 32], crate::user::step::EXPORTER_LABEL, Some(b""))
             .map_err(|e| NegotiationError::Protocol {
                 peer: self.peer,
                 detail: format!("no channel binding: {e}"),

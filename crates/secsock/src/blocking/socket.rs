@@ -14,17 +14,17 @@ use std::time::Instant;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::deadline::HandshakeDeadline;
+use crate::blocking::deadline::HandshakeDeadline;
+use crate::blocking::listener::{Admission, SecureListener};
+use crate::blocking::stream::{drive_handshake, linger_after_refusal, SecureStream};
+use crate::core::fallback;
+use crate::core::session::{Clear, Session};
+use crate::core::tls::CryptoContext;
 use crate::error::NegotiationError;
 use crate::error::{Error, UsageError};
-use crate::fallback;
-use crate::listener::{Admission, SecureListener};
 use crate::name::PeerTargetName;
 use crate::platform::Platform;
-use crate::session::{Clear, Session};
 use crate::settings::SecuritySettings;
-use crate::stream::{drive_handshake, linger_after_refusal, SecureStream};
-use crate::tls::CryptoContext;
 
 /// Security turned on: the settings and the crypto they resolved to.
 #[derive(Clone, Debug)]
@@ -332,7 +332,7 @@ impl SecureSocket {
     /// the peer has proven the target name (or, with optional name verification, the
     /// mismatch is reported by the query); on failure nothing of the application's has
     /// been sent. With `ALLOW_INSECURE`, a server that plainly does not speak TLS is
-    /// connected to again in clear text (see [`crate::fallback`]); the query says so.
+    /// connected to again in clear text (see [`crate::core::fallback`]); the query says so.
     pub fn connect(self, addr: SocketAddr) -> Result<SecureStream, Error> {
         let started = Instant::now();
         let connecting = self.into_connecting(addr)?;

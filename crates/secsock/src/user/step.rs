@@ -16,7 +16,7 @@
 //!
 //! Frames: type (1 byte), length (2 bytes, big-endian, at most [`MAX_FRAME`]), payload.
 //! Mechanisms:
-//! - `SCRAM-SHA-256-PLUS` (see [`crate::scram`]) with the RFC 9266 `tls-exporter` channel
+//! - `SCRAM-SHA-256-PLUS` (see [`crate::user::scram`]) with the RFC 9266 `tls-exporter` channel
 //!   binding: the password never crosses the wire, the server stores only verifiers, and
 //!   both sides prove knowledge of the verifier.
 //! - `USER-CERT`: a user certificate chain, and a signature with its key over
@@ -28,7 +28,7 @@
 //! A failure is reported to the client as "user authentication failed", whatever the
 //! cause — unknown user, wrong password or unacceptable certificate look the same (the
 //! server's log has the detail). The connection is then closed: no application byte was
-//! exchanged. Failures are rate limited ([`crate::throttle`]): an address with too many
+//! exchanged. Failures are rate limited ([`crate::user::throttle`]): an address with too many
 //! recent failures is refused at once ("user authentication throttled"), and each
 //! failure in a user name's run is answered after a growing pause.
 //!
@@ -48,9 +48,9 @@ use crate::error::{NegotiationError, Peer};
 use crate::info::{PeerIdentity, ProofMethod};
 use crate::name::{CertificateNames, PrincipalName};
 use crate::policy::UserAuthentication;
-use crate::scram;
 use crate::settings::UserCredentials;
-use crate::users::{canonical_user, UserDirectory};
+use crate::user::scram;
+use crate::user::users::{canonical_user, UserDirectory};
 use crate::verify::{ChainValidator, Usage};
 
 /// The ALPN protocol that announces the user-authentication step.
@@ -333,8 +333,9 @@ impl ClientExchange {
                 let password = std::str::from_utf8(password.expose())
                     .map_err(|_| local("the password is not UTF-8".into()))?;
                 // A name the server cannot take is refused here, with the reason.
-                let name = crate::users::canonical_user(&crate::users::user_key(user, domain))
-                    .map_err(|e| local(format!("the user name: {e}")))?;
+                let name =
+                    crate::user::users::canonical_user(&crate::user::users::user_key(user, domain))
+                        .map_err(|e| local(format!("the user name: {e}")))?;
                 let client = scram::Client::new(&name, password, binding, &random)
                     .map_err(|e| local(e.to_string()))?
                     .with_max_iterations(max_iterations);
@@ -790,7 +791,7 @@ mod throttling_tests {
 
     use super::*;
     use crate::policy::{FailureLimits, Users};
-    use crate::users::{add_user, UserDirectory};
+    use crate::user::users::{add_user, UserDirectory};
 
     const A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
     const B: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));

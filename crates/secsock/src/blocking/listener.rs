@@ -22,18 +22,18 @@ use std::time::{Duration, Instant};
 
 use rustls::ServerConfig;
 
+use crate::blocking::socket::Secured;
+use crate::blocking::stream::SecureStream;
+use crate::core::fallback::{self, FirstBytes, CLEAR_TEXT_WAIT};
+pub use crate::core::handshakes::DEFAULT_MAX_HANDSHAKES;
+use crate::core::handshakes::{SourceCounts, SourceKey, DEFAULT_MAX_HANDSHAKES_PER_SOURCE};
+use crate::core::session::{negotiation_io_error, Clear, Session};
+use crate::core::tls::client_hello_offers;
 use crate::error::Peer;
 use crate::error::{Error, NegotiationError, UsageError};
-use crate::fallback::{self, FirstBytes, CLEAR_TEXT_WAIT};
-pub use crate::handshakes::DEFAULT_MAX_HANDSHAKES;
-use crate::handshakes::{SourceCounts, SourceKey, DEFAULT_MAX_HANDSHAKES_PER_SOURCE};
 use crate::name::PeerTargetName;
 use crate::peers::{AddressPrefix, PeerNames};
-use crate::session::{negotiation_io_error, Clear, Session};
 use crate::settings::SecuritySettings;
-use crate::socket::Secured;
-use crate::stream::SecureStream;
-use crate::tls::client_hello_offers;
 
 /// How an accepted connection is treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -613,7 +613,7 @@ impl PendingStream {
         if !ctx.needs_alpn_choice() {
             return Ok(true);
         }
-        let decide = |bytes: &[u8]| client_hello_offers(bytes, crate::userauth::ALPN);
+        let decide = |bytes: &[u8]| client_hello_offers(bytes, crate::user::step::ALPN);
         // Undecided at the deadline: the handshake will time out anyway.
         Ok(self
             .peek_until(self.accepted + ctx.handshake_timeout, PEEK_LIMIT, decide)?

@@ -17,18 +17,20 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use crate::deadline::{HandshakeDeadline, HandshakeWriter, LeftWriteTimeout, SocketWriter};
+use crate::blocking::deadline::{
+    HandshakeDeadline, HandshakeWriter, LeftWriteTimeout, SocketWriter,
+};
+use crate::core::readahead::ReadAhead;
+use crate::core::session::{
+    refusal_worth_lingering, Clear, Link, Session, UserStep, REFUSAL_DRAIN, REFUSAL_LINGER,
+};
+use crate::core::tls::CryptoContext;
 use crate::error::Peer;
 use crate::error::{Error, NegotiationError};
 use crate::impersonate::{ImpersonationError, ImpersonationGuard};
 use crate::info::SecurityInfo;
-use crate::readahead::ReadAhead;
-use crate::session::{
-    refusal_worth_lingering, Clear, Link, Session, UserStep, REFUSAL_DRAIN, REFUSAL_LINGER,
-};
 use crate::settings::UserCredentials;
-use crate::tls::CryptoContext;
-use crate::userauth::{self, failure_pause, ClientExchange, Frame, ServerExchange, Step};
+use crate::user::step::{self, failure_pause, ClientExchange, Frame, ServerExchange, Step};
 
 /// A secured TCP connection (or, where the settings allowed it, one in clear text: the
 /// query says which).
@@ -226,7 +228,7 @@ impl SecureStream {
             self.run_user_exchange(credentials, &ctx, &binding)
         };
         outcome.map_err(|e| match e {
-            Error::Io(e) => userauth::exchange_io_error(e, peer, deadline.timeout()).into(),
+            Error::Io(e) => step::exchange_io_error(e, peer, deadline.timeout()).into(),
             other => other,
         })
     }
@@ -247,7 +249,7 @@ impl SecureStream {
             ClientExchange::start(credentials, binding, &ctx.provider, ctx.user_max_iterations)?;
         self.send_frame(&hello)?;
         loop {
-            let frame = userauth::read_frame(self, Peer::Server)?;
+            let frame = step::read_frame(self, Peer::Server)?;
             match exchange.on_frame(frame)? {
                 Step::Send(frame) => self.send_frame(&frame)?,
                 Step::Done(..) => return Ok(()),
@@ -265,7 +267,7 @@ impl SecureStream {
         let mut exchange =
             ServerExchange::new(&ctx.users, &ctx.validator, binding, &ctx.provider, peer);
         loop {
-            let frame = userauth::read_frame(self, Peer::Client)?;
+            let frame = step::read_frame(self, Peer::Client)?;
             match exchange.on_frame(frame, Instant::now()) {
                 Ok(Step::Send(frame)) => self.send_frame(&frame)?,
                 Ok(Step::Done(last, identity)) => {

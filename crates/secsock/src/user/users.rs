@@ -34,8 +34,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::impersonate::AccountRule;
 use crate::policy::{PolicyErrorKind, UserAuthentication, Users};
-use crate::scram::Verifier;
-use crate::throttle::FailureThrottle;
+use crate::user::scram::Verifier;
+use crate::user::throttle::FailureThrottle;
 
 /// A user's key in the file: `name@DOMAIN`, the domain upper-cased (realms are, by
 /// convention; user names keep their case).

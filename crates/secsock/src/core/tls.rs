@@ -27,8 +27,8 @@ use rustls::server::NoServerSessionStorage;
 use rustls::{ClientConfig, NamedGroup, ServerConfig};
 use rustls_pki_types::ServerName;
 
+use crate::core::ticketer::SessionTicketer;
 use crate::policy::{CryptoPolicy, Identity};
-use crate::ticketer::SessionTicketer;
 use crate::verify::{ChainValidator, ClientIdentityVerifier, ServerIdentityVerifier};
 
 /// Tickets kept per target name; rustls servers send two per connection.
@@ -40,7 +40,7 @@ const TARGETS_REMEMBERED: usize = 1024;
 pub(crate) struct CryptoContext {
     pub policy: CryptoPolicy,
     /// User authentication and account mapping (the policy's `[users]`, `[[accounts]]`).
-    pub users: Arc<crate::users::UserDirectory>,
+    pub users: Arc<crate::user::users::UserDirectory>,
     /// The policy's `[defaults] handshake_timeout`.
     pub handshake_timeout: Duration,
     /// The policy's `[defaults] user_max_iterations`: the most PBKDF2 iterations a
@@ -156,7 +156,7 @@ impl CryptoContext {
         validator: Arc<ChainValidator>,
         handshake_timeout: Duration,
         user_max_iterations: u32,
-        users: Arc<crate::users::UserDirectory>,
+        users: Arc<crate::user::users::UserDirectory>,
     ) -> Result<Self, String> {
         let provider = Arc::new(provider_for(policy));
         let versions: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
@@ -198,7 +198,7 @@ impl CryptoContext {
         client.resumption = Resumption::disabled();
         // Offered always: a server that requires user authentication can then say so
         // (a server with it off configures no ALPN and ignores the offer).
-        client.alpn_protocols = vec![crate::userauth::ALPN.to_vec()];
+        client.alpn_protocols = vec![crate::user::step::ALPN.to_vec()];
 
         Ok(Self {
             ids: IdSource::new(&provider)?,
@@ -331,10 +331,10 @@ pub(crate) fn client_hello_offers(bytes: &[u8], protocol: &[u8]) -> Option<bool>
 }
 
 /// The ALPN a listener selects: the user-authentication step, unless it is off.
-fn server_alpn(users: &crate::users::UserDirectory) -> Vec<Vec<u8>> {
+fn server_alpn(users: &crate::user::users::UserDirectory) -> Vec<Vec<u8>> {
     match users.authentication {
         crate::policy::UserAuthentication::Off => Vec::new(),
-        _ => vec![crate::userauth::ALPN.to_vec()],
+        _ => vec![crate::user::step::ALPN.to_vec()],
     }
 }
 

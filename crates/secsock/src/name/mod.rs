@@ -16,6 +16,8 @@
 //! only as the whole left-most label), the SPIFFE X509-SVID rules for SPIFFE IDs (exactly
 //! one URI SAN), and RFC 4556 for Kerberos principal name SANs.
 
+pub(crate) mod constraints;
+
 use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -24,7 +26,7 @@ use std::str::FromStr;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
-use crate::constraints::PathConstraints;
+use constraints::PathConstraints;
 
 /// Longest DNS name, in octets, without the trailing dot (RFC 1035).
 const MAX_DNS_NAME_LEN: usize = 253;
