@@ -206,7 +206,12 @@ mod names {
             .prop_map(str::to_owned),
             4 => (
                 prop::collection::vec(ascii_label(), 0..4),
-                "[a-zA-Z]([a-zA-Z0-9-]{0,8}[a-zA-Z0-9])?",
+                // The last label is not all digits (that would be an IP address) and, like
+                // every label here, no A-label prefix without valid punycode after it.
+                "[a-zA-Z]([a-zA-Z0-9-]{0,8}[a-zA-Z0-9])?"
+                    .prop_filter("an A-label needs valid punycode", |label| {
+                        !label.to_ascii_lowercase().starts_with("xn--")
+                    }),
                 any::<bool>(),
             )
                 .prop_map(|(labels, last, dot)| dns_name_of(&labels, &last, dot)),
