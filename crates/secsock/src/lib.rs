@@ -52,6 +52,7 @@ pub mod policy;
 #[cfg(test)]
 mod proptests;
 pub mod settings;
+mod setup;
 mod sys;
 #[cfg(feature = "tokio")]
 pub mod tokio;

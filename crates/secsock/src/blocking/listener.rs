@@ -12,200 +12,26 @@
 //! connections in the order their handshakes complete: a slow or silent peer delays nobody
 //! else.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use rustls::ServerConfig;
-
-use crate::blocking::socket::Secured;
 use crate::blocking::stream::SecureStream;
-use crate::core::fallback::{self, FirstBytes, CLEAR_TEXT_WAIT};
+use crate::core::admission::{Accept, AcceptStep, Admission, SourceSlot};
+use crate::core::fallback::CLEAR_TEXT_WAIT;
 pub use crate::core::handshakes::DEFAULT_MAX_HANDSHAKES;
-use crate::core::handshakes::{SourceCounts, SourceKey, DEFAULT_MAX_HANDSHAKES_PER_SOURCE};
-use crate::core::session::{negotiation_io_error, Clear, Session};
-use crate::core::tls::client_hello_offers;
+#[cfg(doc)]
+use crate::core::handshakes::DEFAULT_MAX_HANDSHAKES_PER_SOURCE;
+use crate::core::session::negotiation_io_error;
 use crate::error::Peer;
 use crate::error::{Error, NegotiationError, UsageError};
 use crate::name::PeerTargetName;
 use crate::peers::{AddressPrefix, PeerNames};
 use crate::settings::SecuritySettings;
-
-/// How an accepted connection is treated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// TLS, always.
-    Tls,
-    /// Look at the first bytes: TLS for a ClientHello, clear for anything else
-    /// (`ALLOW_INSECURE`).
-    Peek,
-    /// No handshake (`SKIP_ENFORCEMENT`).
-    Skip,
-}
-
-/// The names a configuration admits, and whether it carries the user-authentication ALPN.
-type RestrictedKey = (Vec<PeerTargetName>, bool);
-
-/// What a listener requires of the connections it accepts.
-#[derive(Debug)]
-pub(crate) struct Admission {
-    pub secured: Secured,
-    names: RwLock<PeerNames>,
-    /// Server configurations restricted to a set of names, built once per set (and per
-    /// whether the user-authentication ALPN is offered).
-    restricted: Mutex<HashMap<RestrictedKey, Arc<ServerConfig>>>,
-    /// Handshakes in progress per source address.
-    sources: Mutex<SourceCounts>,
-}
-
-/// One handshake in progress, counted against its source until dropped.
-#[derive(Debug)]
-pub(crate) struct SourceSlot {
-    admission: Arc<Admission>,
-    key: SourceKey,
-}
-
-impl Drop for SourceSlot {
-    fn drop(&mut self) {
-        self.admission
-            .sources
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .end(self.key);
-    }
-}
-
-impl Admission {
-    pub(crate) fn new(secured: Secured, name: Option<PeerTargetName>) -> Arc<Self> {
-        let admission = Self {
-            secured,
-            names: RwLock::default(),
-            restricted: Mutex::default(),
-            sources: Mutex::new(SourceCounts::new(DEFAULT_MAX_HANDSHAKES_PER_SOURCE)),
-        };
-        if let Some(name) = name {
-            admission.bind(name, AddressPrefix::Any);
-        }
-        Arc::new(admission)
-    }
-
-    /// How a connection from `ip` is treated. An address that peer target names apply to
-    /// always gets TLS, also with `ALLOW_INSECURE`: a client restricted to proving a name
-    /// must not get in by not speaking TLS at all.
-    pub(crate) fn mode_for(&self, ip: IpAddr) -> Mode {
-        let settings = &self.secured.settings;
-        if settings.skips_enforcement() {
-            Mode::Skip
-        } else if settings.allows_insecure() && !self.restricts(ip) {
-            Mode::Peek
-        } else {
-            Mode::Tls
-        }
-    }
-
-    /// Whether peer target names apply to `ip`.
-    fn restricts(&self, ip: IpAddr) -> bool {
-        self.names
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .bindings()
-            .iter()
-            .any(|(_, prefix)| prefix.contains(ip))
-    }
-
-    pub(crate) fn bind(&self, name: PeerTargetName, peers: AddressPrefix) {
-        let name = if self.secured.settings.raw_peer_name() {
-            name.to_raw()
-        } else {
-            name
-        };
-        self.names
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .bind(name, peers);
-    }
-
-    pub(crate) fn delete(&self, peers: AddressPrefix) -> usize {
-        self.names
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .delete(peers)
-    }
-
-    pub(crate) fn names(&self) -> PeerNames {
-        self.names.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// The server session for a client at `ip` (restricted to the names that apply
-    /// there) that does or does not offer the user-authentication ALPN.
-    pub(crate) fn session_for(&self, ip: IpAddr, user_alpn: bool) -> Result<Session, Error> {
-        let ctx = &self.secured.ctx;
-        let allowed = self
-            .names
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .applicable(ip);
-        if allowed.is_empty() {
-            return Session::server(ctx.clone(), Some(ctx.server_config(user_alpn)));
-        }
-        let mut restricted = self.restricted.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (allowed, user_alpn);
-        let config = match restricted.get(&key) {
-            Some(config) => config.clone(),
-            None => {
-                let config = ctx
-                    .restricted_server_config(key.0.clone(), user_alpn)
-                    .map_err(|e| Error::Config {
-                        policy: ctx.policy.name.clone(),
-                        reason: e.to_string(),
-                    })?;
-                restricted.insert(key, config.clone());
-                config
-            }
-        };
-        Session::server(ctx.clone(), Some(config))
-    }
-
-    /// A connection in clear text, with `reason`.
-    pub(crate) fn clear(&self, reason: NegotiationError) -> Clear {
-        Clear::new(reason, &self.secured.ctx)
-    }
-
-    /// Counts a handshake from `ip` against its source, or refuses it (`None`: close the
-    /// connection at once) when the source already has the most handshakes in progress it
-    /// may have. Refusals are logged at most once a second.
-    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<SourceSlot> {
-        let key = SourceKey::of(ip);
-        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
-        if sources.try_start(key) {
-            return Some(SourceSlot {
-                admission: self.clone(),
-                key,
-            });
-        }
-        if let Some(count) = sources.refused(Instant::now()) {
-            tracing::warn!(
-                "closed {count} connection(s) at once (the latest from {ip}): their source had \
-                 {} handshakes in progress, the most one source may have \
-                 (set_max_handshakes_per_source)",
-                sources.limit()
-            );
-        }
-        None
-    }
-
-    /// See [`SecureListener::set_max_handshakes_per_source`].
-    pub(crate) fn set_max_handshakes_per_source(&self, max: usize) {
-        self.sources
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .set_limit(max);
-    }
-}
 
 /// Accepts the next TCP connection whose source may start a handshake; connections over
 /// their source's limit are closed at once (shared by both accept calls; the async front
@@ -541,23 +367,6 @@ pub struct PendingStream {
     _slot: SourceSlot,
 }
 
-/// What a listener with `ALLOW_INSECURE` saw first.
-pub(crate) enum Peeked {
-    ClientHello,
-    NotTls,
-    Nothing,
-}
-
-impl Peeked {
-    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Peeked> {
-        match fallback::classify_first_bytes(bytes) {
-            FirstBytes::ClientHello => Some(Peeked::ClientHello),
-            FirstBytes::NotTls => Some(Peeked::NotTls),
-            FirstBytes::NeedMore => None,
-        }
-    }
-}
-
 impl PendingStream {
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
@@ -568,125 +377,97 @@ impl PendingStream {
     /// the moment the connection was accepted (or, as the listener's settings say, serves
     /// it in clear: the query tells which).
     pub fn handshake(self) -> Result<SecureStream, Error> {
-        let admission = self.admission.clone();
-        match admission.mode_for(self.peer_addr.ip()) {
-            Mode::Skip => {
-                let clear = admission.clear(NegotiationError::EnforcementSkipped);
-                return SecureStream::clear(self.socket, self.peer_addr, clear);
-            }
-            Mode::Peek => match self.peek()? {
-                Peeked::ClientHello => {}
-                seen @ (Peeked::NotTls | Peeked::Nothing) => {
-                    let reason = fallback::server_fallback_reason(matches!(seen, Peeked::Nothing));
-                    return SecureStream::clear(
-                        self.socket,
-                        self.peer_addr,
-                        admission.clear(reason),
-                    );
+        let mut accept = Accept::new(self.admission.clone(), self.peer_addr.ip(), self.accepted);
+        let mut peeker = Peeker::new(&self.socket);
+        let mut step = accept.start()?;
+        let session = loop {
+            step = match step {
+                AcceptStep::Peek { limit, until } => {
+                    let time_up = peeker.look(limit, until)?;
+                    accept.peeked(peeker.seen(), time_up)?
                 }
-            },
-            Mode::Tls => {}
-        }
-        let user_alpn = self.offers_user_alpn()?;
-        let session = admission.session_for(self.peer_addr.ip(), user_alpn)?;
+                AcceptStep::Clear(clear) => {
+                    drop(peeker);
+                    return SecureStream::clear(self.socket, self.peer_addr, clear);
+                }
+                AcceptStep::Handshake(session) => break session,
+            }
+        };
+        drop(peeker);
         SecureStream::handshake(self.socket, self.peer_addr, session, self.accepted)
     }
-
-    /// Looks at the client's first bytes without consuming them, for at most
-    /// [`CLEAR_TEXT_WAIT`] (and the handshake timeout).
-    fn peek(&self) -> Result<Peeked, Error> {
-        let limit = CLEAR_TEXT_WAIT.min(self.admission.secured.ctx.handshake_timeout);
-        Ok(
-            match self.peek_until(self.accepted + limit, 6, Peeked::from_bytes)? {
-                (Some(verdict), _) => verdict,
-                (None, 0) => Peeked::Nothing,
-                // Some bytes consistent with a ClientHello: the handshake is left to judge.
-                (None, _) => Peeked::ClientHello,
-            },
-        )
-    }
-
-    /// Whether the client's ClientHello offers the user-authentication ALPN (only asked
-    /// on listeners with user authentication on; see `CryptoContext::server_config`).
-    fn offers_user_alpn(&self) -> Result<bool, Error> {
-        let ctx = &self.admission.secured.ctx;
-        if !ctx.needs_alpn_choice() {
-            return Ok(true);
-        }
-        let decide = |bytes: &[u8]| client_hello_offers(bytes, crate::user::step::ALPN);
-        // Undecided at the deadline: the handshake will time out anyway.
-        Ok(self
-            .peek_until(self.accepted + ctx.handshake_timeout, PEEK_LIMIT, decide)?
-            .0
-            .unwrap_or(false))
-    }
-
-    /// See [`peek_until`].
-    fn peek_until<T>(
-        &self,
-        deadline: Instant,
-        limit: usize,
-        decide: impl FnMut(&[u8]) -> Option<T>,
-    ) -> Result<(Option<T>, usize), Error> {
-        peek_until(&self.socket, deadline, limit, decide)
-    }
 }
 
-/// Peeks at up to `limit` bytes of what the client sent until `decide` gives an answer or
-/// `deadline` passes; also says how many bytes it last saw. `decide` sees the bytes only
-/// when more have arrived: after each look, the socket's receive low-water mark is set one
-/// byte above what was seen, so that the next peek waits for new bytes instead of
-/// returning (and being parsed) again at once. The mark is back at one byte on return.
-fn peek_until<T>(
-    socket: &TcpStream,
-    deadline: Instant,
-    limit: usize,
-    mut decide: impl FnMut(&[u8]) -> Option<T>,
-) -> Result<(Option<T>, usize), Error> {
-    let mut buf = vec![0u8; limit];
-    let mut seen = 0;
-    let outcome = (|| loop {
-        let Some(left) = deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-        else {
-            return Ok((None, seen));
-        };
-        socket.set_read_timeout(Some(left))?;
-        match socket.peek(&mut buf) {
-            Ok(0) => return Err(NegotiationError::PeerClosed { peer: Peer::Client }.into()),
-            Ok(n) if n > seen => {
-                seen = n;
-                if let Some(verdict) = decide(&buf[..n]) {
-                    return Ok((Some(verdict), n));
+/// The blocking front end's look at what a client sent, for the accept sequence: each
+/// look returns when more than the last one saw has arrived, or when its time is up. The
+/// socket's receive low-water mark is set one byte above what was seen, so that a peek
+/// waits for a new byte instead of returning (and the sequence parsing) the same bytes
+/// again at once; it is back at one byte when the peeker is dropped.
+struct Peeker<'a> {
+    socket: &'a TcpStream,
+    buf: Vec<u8>,
+    seen: usize,
+}
+
+impl<'a> Peeker<'a> {
+    fn new(socket: &'a TcpStream) -> Self {
+        Self {
+            socket,
+            buf: Vec::new(),
+            seen: 0,
+        }
+    }
+
+    /// What the last look saw.
+    fn seen(&self) -> &[u8] {
+        &self.buf[..self.seen]
+    }
+
+    /// Peeks at up to `limit` bytes, waiting until more than were seen have arrived or
+    /// `until` passes (then `Ok(true)`: the time is up).
+    fn look(&mut self, limit: usize, until: Instant) -> Result<bool, Error> {
+        if self.buf.len() < limit {
+            self.buf.resize(limit, 0);
+        }
+        loop {
+            let Some(left) = until
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+            else {
+                return Ok(true);
+            };
+            let wanted = (self.seen + 1).min(limit);
+            crate::sys::set_receive_low_water_mark(self.socket.as_fd(), wanted)?;
+            self.socket.set_read_timeout(Some(left))?;
+            match self.socket.peek(&mut self.buf[..limit]) {
+                Ok(0) => return Err(NegotiationError::PeerClosed { peer: Peer::Client }.into()),
+                Ok(n) if n > self.seen || n == limit => {
+                    self.seen = n;
+                    return Ok(false);
                 }
-                if n == limit {
-                    return Ok((None, n));
-                }
-                crate::sys::set_receive_low_water_mark(socket.as_fd(), n + 1)?;
+                // Nothing new (the wait ended at its timeout): the loop checks the time.
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                // A client that resets while we look is that client's failure.
+                Err(e) => return Err(negotiation_io_error(e, Peer::Client, CLEAR_TEXT_WAIT)),
             }
-            // Nothing new (the wait ended at the deadline): the loop checks it.
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
-            // A client that resets while we look is that client's failure.
-            Err(e) => return Err(negotiation_io_error(e, Peer::Client, CLEAR_TEXT_WAIT)),
         }
-    })();
-    if seen > 0 {
-        let _ = crate::sys::set_receive_low_water_mark(socket.as_fd(), 1);
     }
-    outcome
 }
 
-/// The most a listener peeks at to read a ClientHello's ALPN (a ClientHello with a
-/// post-quantum key share is about 1.5 KB; rustls refuses more than 64 KiB anyway).
-pub(crate) const PEEK_LIMIT: usize = 16 * 1024;
+impl Drop for Peeker<'_> {
+    fn drop(&mut self) {
+        if self.seen > 0 || !self.buf.is_empty() {
+            let _ = crate::sys::set_receive_low_water_mark(self.socket.as_fd(), 1);
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -705,17 +486,25 @@ mod tests {
         let (looked, looks) = mpsc::channel();
         let peeking = std::thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(20);
-            let outcome = peek_until(&server, deadline, 100, |bytes| {
-                looked.send(bytes.len()).unwrap();
-                (bytes.len() >= 10).then_some(bytes.len())
-            });
+            let mut peeker = Peeker::new(&server);
+            // As the accept sequence does: look again until ten bytes were seen.
+            loop {
+                let time_up = peeker.look(100, deadline).unwrap();
+                assert!(!time_up);
+                let seen = peeker.seen().len();
+                looked.send(seen).unwrap();
+                if seen >= 10 {
+                    break;
+                }
+            }
+            drop(peeker);
             // The low-water mark is back at one byte: a read returns what is there.
             server
                 .set_read_timeout(Some(Duration::from_secs(5)))
                 .unwrap();
             let mut all = [0u8; 16];
             let read = (&server).read(&mut all).unwrap();
-            (outcome.unwrap(), read)
+            (Some(10), read)
         });
         client.write_all(b"abc").unwrap();
         assert_eq!(looks.recv().unwrap(), 3);
@@ -726,7 +515,7 @@ mod tests {
         client.write_all(b"hij").unwrap();
         assert_eq!(looks.recv().unwrap(), 10);
         let (outcome, read) = peeking.join().unwrap();
-        assert_eq!(outcome, (Some(10), 10));
+        assert_eq!(outcome, Some(10));
         assert_eq!(read, 10);
         assert!(looks.try_recv().is_err(), "exactly three looks");
     }

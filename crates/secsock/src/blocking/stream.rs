@@ -22,7 +22,7 @@ use crate::blocking::deadline::{
 };
 use crate::core::readahead::ReadAhead;
 use crate::core::session::{
-    refusal_worth_lingering, Clear, Link, Session, UserStep, REFUSAL_DRAIN, REFUSAL_LINGER,
+    refusal_worth_lingering, Clear, Link, Need, Session, UserStep, REFUSAL_DRAIN, REFUSAL_LINGER,
 };
 use crate::core::tls::CryptoContext;
 use crate::error::Peer;
@@ -68,33 +68,29 @@ pub(crate) fn drive_handshake(
         .map_err(|e| session.handshake_io_error(e))?;
     let mut io = socket;
     loop {
-        while session.conn.wants_write() {
-            session
-                .conn
-                .write_tls(&mut HandshakeWriter { socket, deadline })
-                .map_err(|e| session.handshake_io_error(e))?;
-        }
-        if !session.conn.is_handshaking() {
-            return Ok(());
-        }
-        deadline.arm_read(socket)?;
-        let read = session
-            .read_handshake_bytes(&mut io)
-            .map_err(|e| session.handshake_io_error(e))?;
-        if read == 0 {
-            return Err(NegotiationError::PeerClosed {
-                peer: session.peer(),
+        match session.handshake_need() {
+            Need::Send => {
+                session
+                    .send(&mut HandshakeWriter { socket, deadline })
+                    .map_err(|e| session.handshake_io_error(e))?;
             }
-            .into());
+            Need::Receive => {
+                deadline.arm_read(socket)?;
+                let received = session
+                    .handshake_receive(&mut io)
+                    .map_err(|e| session.handshake_io_error(e))?;
+                if let Err(e) = received {
+                    // Tell the peer why (rustls queued an alert), best effort; the caller
+                    // lingers (see `linger_after_refusal`) unless it falls back to clear.
+                    if session.wants_send() {
+                        let _ = socket.set_write_timeout(Some(Duration::from_millis(200)));
+                        let _ = session.send(&mut io);
+                    }
+                    return Err(e.into());
+                }
+            }
+            Need::Done => return Ok(()),
         }
-        if let Err(e) = session.conn.process_new_packets() {
-            // Tell the peer why (rustls queued an alert), best effort; the caller lingers
-            // (see `linger_after_refusal`) unless it falls back to clear text.
-            let _ = socket.set_write_timeout(Some(Duration::from_millis(200)));
-            let _ = session.conn.write_tls(&mut io);
-            return Err(session.failure(&e).into());
-        }
-        session.after_packets();
     }
 }
 
@@ -315,7 +311,7 @@ impl SecureStream {
     /// rule does not allow) or the thread would keep file-system capabilities (see
     /// [`crate::impersonate`]).
     pub fn impersonate_peer(&self) -> Result<ImpersonationGuard, ImpersonationError> {
-        impersonate(&self.link)
+        ImpersonationGuard::begin(&self.link.impersonation_account()?)
     }
 
     /// How many TLS KeyUpdates this side has started because of the crypto policy's
@@ -355,8 +351,8 @@ impl SecureStream {
                 socket: &self.socket,
                 left: &self.left,
             };
-            while session.conn.wants_write() {
-                session.conn.write_tls(&mut io)?;
+            while session.wants_send() {
+                session.send(&mut io)?;
             }
         }
         Ok(())
@@ -367,7 +363,7 @@ impl SecureStream {
     pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
         if matches!(how, Shutdown::Write | Shutdown::Both) && !self.write_closed {
             if let Link::Tls(session) = &mut self.link {
-                session.conn.send_close_notify();
+                session.send_close_notify();
             }
             self.flush_tls()?;
             self.write_closed = true;
@@ -403,35 +399,6 @@ impl SecureStream {
     }
 }
 
-/// The account of a connection's peer, and the switch to it (shared with the async front end).
-pub(crate) fn impersonate(link: &Link) -> Result<ImpersonationGuard, ImpersonationError> {
-    match link {
-        Link::Tls(session) => ImpersonationGuard::begin(&session.impersonation_account()?),
-        Link::Clear(_) => Err(ImpersonationError::NoIdentity),
-    }
-}
-
-/// The error a read or write reports for a TLS failure after the handshake.
-pub(crate) fn protocol_error(session: &Session, e: &rustls::Error) -> io::Error {
-    match e {
-        rustls::Error::AlertReceived(_) | rustls::Error::InvalidCertificate(_) => {
-            io::Error::new(io::ErrorKind::PermissionDenied, session.failure(e))
-        }
-        _ => io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("TLS error from the {}: {e}", session.peer()),
-        ),
-    }
-}
-
-/// The error for a connection that ended without close_notify.
-pub(crate) fn truncation_error(peer: crate::error::Peer) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        format!("the {peer} closed the connection without close_notify: the data may have been truncated"),
-    )
-}
-
 impl Read for SecureStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
@@ -443,16 +410,11 @@ impl Read for SecureStream {
         };
         let mut io = &self.socket;
         loop {
-            match session.conn.reader().read(buf) {
-                Ok(n) => return Ok(n),
+            match session.read_plain(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Err(truncation_error(session.peer()))
-                }
-                Err(e) => return Err(e),
+                other => return other,
             }
-            session.conn.read_tls(&mut self.ahead.reader(&mut io))?;
-            let processed = session.conn.process_new_packets();
+            let received = session.receive(&mut self.ahead.reader(&mut io));
             // Send what is queued: the alert on failure, or the answer to what the peer
             // asked for (KeyUpdate).
             let flushed = (|| {
@@ -460,14 +422,12 @@ impl Read for SecureStream {
                     socket: &self.socket,
                     left: &self.left,
                 };
-                while session.conn.wants_write() {
-                    session.conn.write_tls(&mut writer)?;
+                while session.wants_send() {
+                    session.send(&mut writer)?;
                 }
                 Ok::<(), io::Error>(())
             })();
-            if let Err(e) = processed {
-                return Err(protocol_error(session, &e));
-            }
+            received?;
             flushed?;
         }
     }
@@ -486,11 +446,7 @@ impl Write for SecureStream {
             ));
         }
         let n = match &mut self.link {
-            Link::Tls(session) => {
-                let n = session.conn.writer().write_vectored(bufs)?;
-                session.note_sent(n);
-                n
-            }
+            Link::Tls(session) => session.write_plain(bufs)?,
             Link::Clear(_) => return self.socket.write_vectored(bufs),
         };
         self.flush_tls()?;

@@ -3,6 +3,8 @@
 //! tickets, and the bounds on handshakes in progress. No socket, runtime or thread
 //! credential is touched here: the front ends (`blocking`, `tokio`) move the bytes.
 
+pub(crate) mod admission;
+pub(crate) mod connect;
 pub mod fallback;
 pub mod handshakes;
 pub(crate) mod readahead;

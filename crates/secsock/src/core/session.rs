@@ -73,6 +73,17 @@ impl Clear {
 }
 
 impl Link {
+    /// The local account to act as the peer (see [`Session::impersonation_account`]); a
+    /// connection in clear text has proven nobody.
+    pub(crate) fn impersonation_account(
+        &self,
+    ) -> Result<crate::impersonate::LocalAccount, crate::impersonate::ImpersonationError> {
+        match self {
+            Link::Tls(session) => session.impersonation_account(),
+            Link::Clear(_) => Err(crate::impersonate::ImpersonationError::NoIdentity),
+        }
+    }
+
     /// What protects the connection.
     pub(crate) fn info(&self) -> SecurityInfo {
         match self {
@@ -91,7 +102,7 @@ impl Link {
 }
 
 pub(crate) struct Session {
-    pub(crate) conn: Connection,
+    conn: Connection,
     ctx: Arc<CryptoContext>,
     /// The other side of the connection.
     peer: Peer,
@@ -240,11 +251,91 @@ impl Session {
         self.ctx.handshake_timeout
     }
 
-    /// To be called after every `process_new_packets` during the handshake. On the server,
-    /// a resumed session keeps its original session id, also in the tickets this
-    /// connection will issue (they are sent when the client's Finished arrives, a later
-    /// flight than the ClientHello that carried the ticket).
-    pub(crate) fn after_packets(&mut self) {
+    /// What the handshake needs next: bytes sent (a flight is queued), bytes received, or
+    /// nothing (it completed; then [`Session::complete`]). Sending comes first, so that a
+    /// flight is never held back while waiting for the peer's.
+    pub(crate) fn handshake_need(&self) -> Need {
+        if self.conn.wants_write() {
+            Need::Send
+        } else if self.conn.is_handshaking() {
+            Need::Receive
+        } else {
+            Need::Done
+        }
+    }
+
+    /// Whether TLS bytes are queued to be sent.
+    pub(crate) fn wants_send(&self) -> bool {
+        self.conn.wants_write()
+    }
+
+    /// Sends queued TLS bytes to `io` (one write); returns how many.
+    pub(crate) fn send(&mut self, io: &mut dyn std::io::Write) -> std::io::Result<usize> {
+        self.conn.write_tls(io)
+    }
+
+    /// During the handshake: reads TLS bytes from `io` (remembering the first byte the peer
+    /// sent) and processes them. The outer error is the socket's, as `io` gave it (the
+    /// front end decides what `WouldBlock` means; see [`Session::handshake_io_error`]); the
+    /// inner one is the negotiation's (the peer closed, or the handshake failed: rustls may
+    /// have queued an alert that says why; send it, best effort).
+    pub(crate) fn handshake_receive(
+        &mut self,
+        io: &mut dyn std::io::Read,
+    ) -> std::io::Result<Result<(), NegotiationError>> {
+        if self.read_handshake_bytes(io)? == 0 {
+            return Ok(Err(NegotiationError::PeerClosed { peer: self.peer }));
+        }
+        if let Err(e) = self.conn.process_new_packets() {
+            return Ok(Err(self.failure(&e)));
+        }
+        self.after_packets();
+        Ok(Ok(()))
+    }
+
+    /// After the handshake: reads TLS bytes from `io` and processes them; returns how many
+    /// were read (0: the peer closed TCP). A TLS failure is an `io::Error` that says what
+    /// (an alert may be queued: send it). What the peer asked for (a KeyUpdate answer) is
+    /// queued to be sent.
+    pub(crate) fn receive(&mut self, io: &mut dyn std::io::Read) -> std::io::Result<usize> {
+        let read = self.conn.read_tls(io)?;
+        if let Err(e) = self.conn.process_new_packets() {
+            return Err(protocol_error(self, &e));
+        }
+        Ok(read)
+    }
+
+    /// Plaintext the peer sent, into `buf`: `Ok(0)` only after its close_notify;
+    /// `WouldBlock` when more TLS bytes are needed; a connection that ended without
+    /// close_notify is an `UnexpectedEof` error that says the data may be truncated.
+    pub(crate) fn read_plain(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::Read;
+        match self.conn.reader().read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(truncation_error(self.peer))
+            }
+            other => other,
+        }
+    }
+
+    /// Encrypts application bytes into queued TLS records (a KeyUpdate first when the
+    /// policy's `rekey_after` is reached); returns how many bytes it took.
+    pub(crate) fn write_plain(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        use std::io::Write;
+        let n = self.conn.writer().write_vectored(bufs)?;
+        self.note_sent(n);
+        Ok(n)
+    }
+
+    /// Queues close_notify: the peer reads a clean end of data after what was written.
+    pub(crate) fn send_close_notify(&mut self) {
+        self.conn.send_close_notify();
+    }
+
+    /// On the server, a resumed session keeps its original session id, also in the tickets
+    /// this connection will issue (they are sent when the client's Finished arrives, a
+    /// later flight than the ClientHello that carried the ticket).
+    fn after_packets(&mut self) {
         if self.resumption_seen {
             return;
         }
@@ -261,10 +352,7 @@ impl Session {
 
     /// Reads TLS bytes from `io` into the connection during the handshake, remembering the
     /// first byte the peer sent.
-    pub(crate) fn read_handshake_bytes(
-        &mut self,
-        io: &mut dyn std::io::Read,
-    ) -> std::io::Result<usize> {
+    fn read_handshake_bytes(&mut self, io: &mut dyn std::io::Read) -> std::io::Result<usize> {
         let mut first = FirstByte { io, first: None };
         let read = self.conn.read_tls(&mut first);
         if self.first_peer_byte.is_none() {
@@ -515,7 +603,7 @@ impl Session {
 
     /// Counts application bytes sent and starts a KeyUpdate when the policy's
     /// `rekey_after` limit is reached.
-    pub(crate) fn note_sent(&mut self, bytes: usize) {
+    fn note_sent(&mut self, bytes: usize) {
         if !self.rekey.record(bytes as u64, Instant::now()) {
             return;
         }
@@ -615,6 +703,40 @@ pub(crate) fn negotiation_io_error(e: std::io::Error, peer: Peer, timeout: Durat
         }
         _ => Error::Io(e),
     }
+}
+
+/// What a sequence needs from its front end next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// Send the queued TLS bytes.
+    Send,
+    /// Receive TLS bytes.
+    Receive,
+    /// Nothing more: the sequence is done.
+    Done,
+}
+
+/// The error a read or write reports for a TLS failure after the handshake.
+fn protocol_error(session: &Session, e: &rustls::Error) -> std::io::Error {
+    match e {
+        rustls::Error::AlertReceived(_) | rustls::Error::InvalidCertificate(_) => {
+            std::io::Error::new(std::io::ErrorKind::PermissionDenied, session.failure(e))
+        }
+        _ => std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("TLS error from the {}: {e}", session.peer()),
+        ),
+    }
+}
+
+/// The error for a connection that ended without close_notify.
+pub(crate) fn truncation_error(peer: Peer) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        format!(
+            "the {peer} closed the connection without close_notify: the data may have been truncated"
+        ),
+    )
 }
 
 /// A reader that remembers the first byte it delivered.

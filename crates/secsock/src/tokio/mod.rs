@@ -39,17 +39,15 @@ use ::tokio::net::{TcpListener, TcpSocket, TcpStream};
 use ::tokio::sync::Mutex;
 use ::tokio::task::JoinSet;
 
-use crate::blocking::listener::{Admission, Mode, Peeked, SourceSlot, PEEK_LIMIT};
-use crate::blocking::socket::{connect_timed_out, fallback_socket, Plan};
-use crate::blocking::stream::{protocol_error, truncation_error};
-use crate::core::fallback::{self, CLEAR_TEXT_WAIT};
+use crate::core::admission::{Accept, AcceptStep, Admission, SourceSlot};
+use crate::core::connect::Plan;
+use crate::core::fallback::CLEAR_TEXT_WAIT;
 use crate::core::readahead::ReadAhead;
 use crate::core::session::Session;
 use crate::core::session::{
-    negotiation_io_error, refusal_worth_lingering, Clear, Link, UserStep, REFUSAL_DRAIN,
+    negotiation_io_error, refusal_worth_lingering, Clear, Link, Need, UserStep, REFUSAL_DRAIN,
     REFUSAL_LINGER,
 };
-use crate::core::tls::client_hello_offers;
 use crate::core::tls::CryptoContext;
 use crate::error::Peer;
 use crate::error::{Error, NegotiationError};
@@ -60,6 +58,7 @@ use crate::peers::{AddressPrefix, PeerNames};
 use crate::platform::Platform;
 use crate::settings::SecuritySettings;
 use crate::settings::UserCredentials;
+use crate::setup::{connect_timed_out, fallback_socket, SocketSetup};
 use crate::user::step::{self, failure_pause, ClientExchange, Frame, ServerExchange, Step};
 use socket2::{Domain, Socket};
 
@@ -67,28 +66,28 @@ use socket2::{Domain, Socket};
 /// See [`crate::SecureSocket`]: the same calls, the same rules.
 #[derive(Debug)]
 pub struct SecureSocket {
-    inner: crate::SecureSocket,
+    inner: SocketSetup,
 }
 
 impl SecureSocket {
     /// A new TCP socket of `domain` using the process-wide [`Platform::global`].
     pub fn new(domain: Domain) -> Result<Self, Error> {
         Ok(Self {
-            inner: crate::SecureSocket::new(domain)?,
+            inner: SocketSetup::new(domain)?,
         })
     }
 
     /// A new TCP socket of `domain` using `platform`.
     pub fn with_platform(domain: Domain, platform: Arc<Platform>) -> Result<Self, Error> {
         Ok(Self {
-            inner: crate::SecureSocket::with_platform(domain, platform)?,
+            inner: SocketSetup::with_platform(domain, platform)?,
         })
     }
 
     /// Takes an ordinary TCP socket made elsewhere.
     pub fn from_socket(socket: Socket, platform: Option<Arc<Platform>>) -> Result<Self, Error> {
         Ok(Self {
-            inner: crate::SecureSocket::from_socket(socket, platform)?,
+            inner: SocketSetup::from_socket(socket, platform)?,
         })
     }
 
@@ -147,47 +146,37 @@ impl SecureSocket {
 
     async fn connect_boxed(self, addr: SocketAddr) -> Result<SecureStream, Error> {
         let started = Instant::now();
-        let connecting = self.inner.into_connecting(addr)?;
-        let timeout = connecting.ctx.handshake_timeout;
-        let mut io = tcp_connect(connecting.socket, addr, timeout).await?;
-        let mut session = match connecting.plan {
+        let (socket, bound_ip, first, plan) = self.inner.into_connecting(addr)?;
+        let timeout = plan.ctx.handshake_timeout;
+        let mut io = tcp_connect(socket, addr, timeout).await?;
+        let mut session = match first {
             Plan::Skip(clear) => return Ok(SecureStream::clear(io, addr, clear)),
             Plan::Tls(session) => session,
         };
         let secured = drive_handshake(&mut io, &mut session, started)
             .await
             .and_then(|()| Ok(session.complete()?));
-        match secured {
-            Ok(()) => {
-                let mut stream = SecureStream::established(io, addr, session);
-                stream
-                    .authenticate_user(connecting.user.as_ref(), started + timeout)
-                    .await?;
-                Ok(stream)
-            }
-            Err(Error::Negotiation(e)) if connecting.allow_insecure => {
-                let reason = fallback::client_fallback(
-                    e,
-                    session.first_peer_byte(),
-                    session.peer_spoke_tls_before(),
-                )?;
-                drop(io);
-                let socket = fallback_socket(addr, connecting.bound_ip)?;
-                let left = timeout
-                    .saturating_sub(started.elapsed())
-                    .max(std::time::Duration::from_millis(1));
-                let io = tcp_connect(socket, addr, left).await?;
-                Ok(SecureStream::clear(
-                    io,
-                    addr,
-                    Clear::new(reason, &connecting.ctx),
-                ))
-            }
-            Err(e) => {
-                linger_after_refusal(&mut io, &e).await;
-                Err(e)
-            }
+        if let Err(e) = secured {
+            let clear = match plan.after_failure(e, &session) {
+                Ok(clear) => clear,
+                Err(e) => {
+                    linger_after_refusal(&mut io, &e).await;
+                    return Err(e);
+                }
+            };
+            drop(io);
+            let socket = fallback_socket(addr, bound_ip)?;
+            let left = timeout
+                .saturating_sub(started.elapsed())
+                .max(std::time::Duration::from_millis(1));
+            let io = tcp_connect(socket, addr, left).await?;
+            return Ok(SecureStream::clear(io, addr, clear));
         }
+        let mut stream = SecureStream::established(io, addr, session);
+        stream
+            .authenticate_user(plan.user.as_ref(), started + timeout)
+            .await?;
+        Ok(stream)
     }
 }
 
@@ -331,27 +320,22 @@ impl PendingStream {
     }
 
     async fn handshake_boxed(mut self) -> Result<SecureStream, Error> {
-        let admission = self.admission.clone();
-        match admission.mode_for(self.peer_addr.ip()) {
-            Mode::Skip => {
-                let clear = admission.clear(NegotiationError::EnforcementSkipped);
-                return Ok(SecureStream::clear(self.io, self.peer_addr, clear));
-            }
-            Mode::Peek => match self.peek().await? {
-                Peeked::ClientHello => {}
-                seen @ (Peeked::NotTls | Peeked::Nothing) => {
-                    let reason = fallback::server_fallback_reason(matches!(seen, Peeked::Nothing));
-                    return Ok(SecureStream::clear(
-                        self.io,
-                        self.peer_addr,
-                        admission.clear(reason),
-                    ));
+        let timeout = self.admission.secured.ctx.handshake_timeout;
+        let mut accept = Accept::new(self.admission.clone(), self.peer_addr.ip(), self.accepted);
+        let mut peeker = Peeker::new(&self.io)?;
+        let mut step = accept.start()?;
+        let mut session = loop {
+            step = match step {
+                AcceptStep::Peek { limit, until } => {
+                    let time_up = peeker.look(&self.io, limit, until).await?;
+                    accept.peeked(peeker.seen(), time_up)?
                 }
-            },
-            Mode::Tls => {}
-        }
-        let user_alpn = self.offers_user_alpn().await?;
-        let mut session = admission.session_for(self.peer_addr.ip(), user_alpn)?;
+                AcceptStep::Clear(clear) => {
+                    return Ok(SecureStream::clear(self.io, self.peer_addr, clear))
+                }
+                AcceptStep::Handshake(session) => break session,
+            }
+        };
         let secured = drive_handshake(&mut self.io, &mut session, self.accepted)
             .await
             .and_then(|()| Ok(session.complete()?));
@@ -361,98 +345,66 @@ impl PendingStream {
         }
         let mut stream = SecureStream::established(self.io, self.peer_addr, session);
         stream
-            .authenticate_user(
-                None,
-                self.accepted + admission.secured.ctx.handshake_timeout,
-            )
+            .authenticate_user(None, self.accepted + timeout)
             .await?;
         Ok(stream)
     }
-
-    /// Looks at the client's first bytes without consuming them, for at most
-    /// [`CLEAR_TEXT_WAIT`] (and the handshake timeout).
-    async fn peek(&mut self) -> Result<Peeked, Error> {
-        let limit = CLEAR_TEXT_WAIT.min(self.admission.secured.ctx.handshake_timeout);
-        Ok(
-            match self
-                .peek_until(self.accepted + limit, 6, Peeked::from_bytes)
-                .await?
-            {
-                (Some(verdict), _) => verdict,
-                (None, 0) => Peeked::Nothing,
-                // Some bytes consistent with a ClientHello: the handshake is left to judge.
-                (None, _) => Peeked::ClientHello,
-            },
-        )
-    }
-
-    /// See [`crate::PendingStream`]'s blocking counterpart.
-    async fn offers_user_alpn(&mut self) -> Result<bool, Error> {
-        let ctx = self.admission.secured.ctx.clone();
-        if !ctx.needs_alpn_choice() {
-            return Ok(true);
-        }
-        let decide = |bytes: &[u8]| client_hello_offers(bytes, crate::user::step::ALPN);
-        let deadline = self.accepted + ctx.handshake_timeout;
-        Ok(self
-            .peek_until(deadline, PEEK_LIMIT, decide)
-            .await?
-            .0
-            .unwrap_or(false))
-    }
-
-    /// See [`peek_until`].
-    async fn peek_until<T>(
-        &mut self,
-        deadline: Instant,
-        limit: usize,
-        decide: impl FnMut(&[u8]) -> Option<T>,
-    ) -> Result<(Option<T>, usize), Error> {
-        peek_until(&self.io, deadline, limit, decide).await
-    }
 }
 
-/// Peeks at up to `limit` bytes of what the client sent until `decide` answers or
-/// `deadline` passes; also says how many bytes it last saw. `decide` sees the bytes only
-/// when more have arrived: a look that finds nothing new clears the socket's readiness (in
-/// the same `try_io`, so that bytes arriving meanwhile are not missed), and the next look
-/// waits for the next readiness.
-async fn peek_until<T>(
-    io: &TcpStream,
-    deadline: Instant,
-    limit: usize,
-    mut decide: impl FnMut(&[u8]) -> Option<T>,
-) -> Result<(Option<T>, usize), Error> {
-    use ::tokio::io::Interest;
-    let deadline = ::tokio::time::Instant::from_std(deadline);
-    // A second descriptor of the same socket, for a synchronous peek inside `try_io`.
-    let peeker = std::net::TcpStream::from(io.as_fd().try_clone_to_owned()?);
-    let mut buf = vec![0u8; limit];
-    let mut seen = 0;
-    loop {
-        match ::tokio::time::timeout_at(deadline, io.readable()).await {
-            Err(_) => return Ok((None, seen)),
-            Ok(Err(e)) => return Err(negotiation_io_error(e, Peer::Client, CLEAR_TEXT_WAIT)),
-            Ok(Ok(())) => {}
+/// The async front end's look at what a client sent, for the accept sequence: each look
+/// returns when more than the last one saw has arrived, or when its time is up. A look
+/// that finds nothing new clears the socket's readiness in the same `try_io` (so that bytes
+/// arriving meanwhile are not missed) and waits for the next readiness.
+struct Peeker {
+    /// A second descriptor of the same socket, for a synchronous peek inside `try_io`.
+    peeker: std::net::TcpStream,
+    buf: Vec<u8>,
+    seen: usize,
+}
+
+impl Peeker {
+    fn new(io: &TcpStream) -> io::Result<Self> {
+        Ok(Self {
+            peeker: std::net::TcpStream::from(io.as_fd().try_clone_to_owned()?),
+            buf: Vec::new(),
+            seen: 0,
+        })
+    }
+
+    /// What the last look saw.
+    fn seen(&self) -> &[u8] {
+        &self.buf[..self.seen]
+    }
+
+    /// Peeks at up to `limit` bytes of `io`, waiting until more than were seen have arrived
+    /// or `until` passes (then `Ok(true)`: the time is up).
+    async fn look(&mut self, io: &TcpStream, limit: usize, until: Instant) -> Result<bool, Error> {
+        use ::tokio::io::Interest;
+        if self.buf.len() < limit {
+            self.buf.resize(limit, 0);
         }
-        let looked = io.try_io(Interest::READABLE, || match peeker.peek(&mut buf)? {
-            n if n > 0 && n <= seen => Err(io::ErrorKind::WouldBlock.into()),
-            n => Ok(n),
-        });
-        match looked {
-            Ok(0) => return Err(NegotiationError::PeerClosed { peer: Peer::Client }.into()),
-            Ok(n) => {
-                seen = n;
-                if let Some(verdict) = decide(&buf[..n]) {
-                    return Ok((Some(verdict), n));
-                }
-                if n == limit {
-                    return Ok((None, n));
-                }
+        let until = ::tokio::time::Instant::from_std(until);
+        loop {
+            match ::tokio::time::timeout_at(until, io.readable()).await {
+                Err(_) => return Ok(true),
+                Ok(Err(e)) => return Err(negotiation_io_error(e, Peer::Client, CLEAR_TEXT_WAIT)),
+                Ok(Ok(())) => {}
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            // A client that resets while we look is that client's failure.
-            Err(e) => return Err(negotiation_io_error(e, Peer::Client, CLEAR_TEXT_WAIT)),
+            let (peeker, buf, seen) = (&self.peeker, &mut self.buf[..limit], self.seen);
+            let looked = io.try_io(Interest::READABLE, || match peeker.peek(buf)? {
+                n if n > 0 && n <= seen && n < limit => Err(io::ErrorKind::WouldBlock.into()),
+                n => Ok(n),
+            });
+            match looked {
+                Ok(0) => return Err(NegotiationError::PeerClosed { peer: Peer::Client }.into()),
+                Ok(n) => {
+                    self.seen = n;
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // A client that resets while we look is that client's failure.
+                Err(e) => return Err(negotiation_io_error(e, Peer::Client, CLEAR_TEXT_WAIT)),
+            }
         }
     }
 }
@@ -529,9 +481,9 @@ fn poll_flush_tls(
     io: &mut TcpStream,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<()>> {
-    while session.conn.wants_write() {
+    while session.wants_send() {
         let mut sync = SyncIo { io, cx };
-        ready!(pending_on_would_block(session.conn.write_tls(&mut sync)))?;
+        ready!(pending_on_would_block(session.send(&mut sync)))?;
     }
     Poll::Ready(Ok(()))
 }
@@ -543,31 +495,27 @@ fn poll_handshake(
     cx: &mut Context<'_>,
 ) -> Poll<Result<(), Error>> {
     loop {
-        if let Err(e) = ready!(poll_flush_tls(session, io, cx)) {
-            return Poll::Ready(Err(session.handshake_io_error(e)));
-        }
-        if !session.conn.is_handshaking() {
-            return Poll::Ready(Ok(()));
-        }
-        let mut sync = SyncIo { io, cx };
-        let read = match ready!(pending_on_would_block(
-            session.read_handshake_bytes(&mut sync)
-        )) {
-            Ok(n) => n,
-            Err(e) => return Poll::Ready(Err(session.handshake_io_error(e))),
-        };
-        if read == 0 {
-            return Poll::Ready(Err(NegotiationError::PeerClosed {
-                peer: session.peer(),
+        match session.handshake_need() {
+            Need::Send => {
+                let mut sync = SyncIo { io, cx };
+                if let Err(e) = ready!(pending_on_would_block(session.send(&mut sync))) {
+                    return Poll::Ready(Err(session.handshake_io_error(e)));
+                }
             }
-            .into()));
+            Need::Receive => {
+                let mut sync = SyncIo { io, cx };
+                match ready!(pending_on_would_block(session.handshake_receive(&mut sync))) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        // Tell the peer why, best effort: the alert is queued; one try.
+                        let _ = poll_flush_tls(session, io, cx);
+                        return Poll::Ready(Err(e.into()));
+                    }
+                    Err(e) => return Poll::Ready(Err(session.handshake_io_error(e))),
+                }
+            }
+            Need::Done => return Poll::Ready(Ok(())),
         }
-        if let Err(e) = session.conn.process_new_packets() {
-            // Tell the peer why, best effort: the alert is queued; one try to send it.
-            let _ = poll_flush_tls(session, io, cx);
-            return Poll::Ready(Err(session.failure(&e).into()));
-        }
-        session.after_packets();
     }
 }
 
@@ -767,7 +715,7 @@ impl SecureStream {
     /// that must run as the peer on one thread, never across an `.await` that may move
     /// the task to another thread. [`SecureStream::run_as_peer`] does that for you.
     pub fn impersonate_peer(&self) -> Result<ImpersonationGuard, ImpersonationError> {
-        crate::blocking::stream::impersonate(&self.link)
+        ImpersonationGuard::begin(&self.link.impersonation_account()?)
     }
 
     /// What protects this connection and who the peer proved to be. A connection in clear
@@ -834,27 +782,26 @@ impl AsyncRead for SecureStream {
             return Poll::Ready(Err(e));
         }
         loop {
-            match session.conn.reader().read(buf.initialize_unfilled()) {
+            match session.read_plain(buf.initialize_unfilled()) {
                 Ok(n) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Poll::Ready(Err(truncation_error(session.peer())))
-                }
                 Err(e) => return Poll::Ready(Err(e)),
             }
             let mut sync = SyncIo {
                 io: &mut this.io,
                 cx,
             };
-            ready!(pending_on_would_block(
-                session.conn.read_tls(&mut this.ahead.reader(&mut sync))
-            ))?;
-            if let Err(e) = session.conn.process_new_packets() {
-                let _ = poll_flush_tls(session, &mut this.io, cx);
-                return Poll::Ready(Err(protocol_error(session, &e)));
+            match session.receive(&mut this.ahead.reader(&mut sync)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+                Err(e) => {
+                    // Send the alert rustls queued, best effort.
+                    let _ = poll_flush_tls(session, &mut this.io, cx);
+                    return Poll::Ready(Err(e));
+                }
             }
             // Answer what the peer asked for (KeyUpdate); what cannot be sent now is sent
             // with the next write or flush.
@@ -884,8 +831,7 @@ impl SecureStream {
         // Send what is already queued first: rustls buffers a bounded amount, so a peer
         // that does not read makes writes pend instead of growing memory.
         ready!(poll_flush_tls(session, &mut self.io, cx))?;
-        let n = session.conn.writer().write_vectored(bufs)?;
-        session.note_sent(n);
+        let n = session.write_plain(bufs)?;
         // Start sending; whatever the socket does not take now stays queued.
         if let Poll::Ready(Err(e)) = poll_flush_tls(session, &mut self.io, cx) {
             return Poll::Ready(Err(e));
@@ -932,7 +878,7 @@ impl AsyncWrite for SecureStream {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if !self.write_closed {
             if let Link::Tls(session) = &mut self.link {
-                session.conn.send_close_notify();
+                session.send_close_notify();
             }
             self.write_closed = true;
         }
@@ -1051,12 +997,17 @@ mod tests {
         let (looked, mut looks) = ::tokio::sync::mpsc::unbounded_channel();
         let peeking = ::tokio::spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(20);
-            peek_until(&server, deadline, 100, |bytes| {
-                looked.send(bytes.len()).unwrap();
-                (bytes.len() >= 10).then_some(bytes.len())
-            })
-            .await
-            .unwrap()
+            let mut peeker = Peeker::new(&server).unwrap();
+            // As the accept sequence does: look again until ten bytes were seen.
+            loop {
+                let time_up = peeker.look(&server, 100, deadline).await.unwrap();
+                assert!(!time_up);
+                let seen = peeker.seen().len();
+                looked.send(seen).unwrap();
+                if seen >= 10 {
+                    return (Some(seen), seen);
+                }
+            }
         });
         client.write_all(b"abc").await.unwrap();
         assert_eq!(looks.recv().await, Some(3));
