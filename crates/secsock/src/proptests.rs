@@ -1178,7 +1178,7 @@ allow_system_account = true
 
 mod user_auth {
     use std::cell::RefCell;
-    use std::sync::LazyLock;
+    use std::sync::{Arc, LazyLock};
 
     use rcgen::{
         BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -1274,9 +1274,9 @@ mod user_auth {
     /// A CA, a user certificate it issued (clientAuth, `alice@example.test`) and its key,
     /// and a server's view of them.
     struct Realm {
-        provider: CryptoProvider,
-        validator: ChainValidator,
-        directory: UserDirectory,
+        provider: Arc<CryptoProvider>,
+        validator: Arc<ChainValidator>,
+        directory: Arc<UserDirectory>,
         ca: CertificateDer<'static>,
         user: CertificateDer<'static>,
         user_key: Vec<u8>,
@@ -1304,9 +1304,9 @@ mod user_auth {
         )
         .unwrap();
         Realm {
-            validator,
-            directory: directory(UserAuthentication::Optional),
-            provider,
+            validator: Arc::new(validator),
+            directory: Arc::new(directory(UserAuthentication::Optional)),
+            provider: Arc::new(provider),
             ca,
             user,
             user_key: user_key.serialize_der(),
@@ -1334,10 +1334,10 @@ mod user_auth {
         let realm = &*REALM;
         let peer = std::net::IpAddr::from([192, 0, 2, 1]);
         let mut exchange = ServerExchange::new(
-            &realm.directory,
-            &realm.validator,
+            Arc::clone(&realm.directory),
+            Arc::clone(&realm.validator),
             binding,
-            &realm.provider,
+            Arc::clone(&realm.provider),
             peer,
         );
         let mut answers = Vec::new();

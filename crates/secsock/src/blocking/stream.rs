@@ -22,15 +22,13 @@ use crate::blocking::deadline::{
 };
 use crate::core::readahead::ReadAhead;
 use crate::core::session::{
-    refusal_worth_lingering, Clear, Link, Need, Session, UserStep, REFUSAL_DRAIN, REFUSAL_LINGER,
+    refusal_worth_lingering, Clear, Link, Need, Session, REFUSAL_DRAIN, REFUSAL_LINGER,
 };
-use crate::core::tls::CryptoContext;
-use crate::error::Peer;
-use crate::error::{Error, NegotiationError};
+use crate::core::user_auth::{UserAuth, UserNeed};
+use crate::error::Error;
 use crate::impersonate::{ImpersonationError, ImpersonationGuard};
 use crate::info::SecurityInfo;
 use crate::settings::UserCredentials;
-use crate::user::step::{self, failure_pause, ClientExchange, Frame, ServerExchange, Step};
 
 /// A secured TCP connection (or, where the settings allowed it, one in clear text: the
 /// query says which).
@@ -200,96 +198,49 @@ impl SecureStream {
         credentials: Option<&UserCredentials>,
         deadline: &mut HandshakeDeadline,
     ) -> Result<(), Error> {
-        let Link::Tls(session) = &self.link else {
+        let Link::Tls(session) = &mut self.link else {
             return Ok(());
         };
-        let peer = session.peer();
-        let ctx = session.context();
-        let server = peer == Peer::Client;
-        let binding = match session.user_step()? {
-            UserStep::Skip => return Ok(()),
-            UserStep::Refuse => {
-                let refusal = NegotiationError::UserAuthenticationRequired.into();
-                let _ = self.shutdown(Shutdown::Write);
-                linger_after_refusal(&self.socket, &refusal);
-                return Err(refusal);
-            }
-            UserStep::Exchange { binding } => binding,
-        };
-        deadline.arm_read(&self.socket)?;
-        deadline.arm_write(&self.socket)?;
-        let outcome = if server {
-            self.serve_user_exchange(&ctx, &binding, deadline.at())
-        } else {
-            self.run_user_exchange(credentials, &ctx, &binding)
-        };
-        outcome.map_err(|e| match e {
-            Error::Io(e) => step::exchange_io_error(e, peer, deadline.timeout()).into(),
-            other => other,
-        })
-    }
-
-    fn send_frame(&mut self, frame: &Frame) -> Result<(), Error> {
-        self.write_all(&frame.encode())?;
-        self.flush()?;
-        Ok(())
-    }
-
-    fn run_user_exchange(
-        &mut self,
-        credentials: Option<&UserCredentials>,
-        ctx: &CryptoContext,
-        binding: &[u8],
-    ) -> Result<(), Error> {
-        let (mut exchange, hello) =
-            ClientExchange::start(credentials, binding, &ctx.provider, ctx.user_max_iterations)?;
-        self.send_frame(&hello)?;
+        let mut auth = UserAuth::start(session, credentials, self.peer_addr.ip(), deadline.at());
+        let mut armed = false;
+        let mut io = &self.socket;
         loop {
-            let frame = step::read_frame(self, Peer::Server)?;
-            match exchange.on_frame(frame)? {
-                Step::Send(frame) => self.send_frame(&frame)?,
-                Step::Done(..) => return Ok(()),
+            let need = auth.next(session, Instant::now());
+            if matches!(need, UserNeed::Send | UserNeed::Receive) && !armed {
+                deadline.arm_read(&self.socket)?;
+                deadline.arm_write(&self.socket)?;
+                armed = true;
             }
-        }
-    }
-
-    fn serve_user_exchange(
-        &mut self,
-        ctx: &CryptoContext,
-        binding: &[u8],
-        deadline: Instant,
-    ) -> Result<(), Error> {
-        let peer = self.peer_addr.ip();
-        let mut exchange =
-            ServerExchange::new(&ctx.users, &ctx.validator, binding, &ctx.provider, peer);
-        loop {
-            let frame = step::read_frame(self, Peer::Client)?;
-            match exchange.on_frame(frame, Instant::now()) {
-                Ok(Step::Send(frame)) => self.send_frame(&frame)?,
-                Ok(Step::Done(last, identity)) => {
-                    if let Some(frame) = last {
-                        self.send_frame(&frame)?;
-                    }
-                    if let Link::Tls(session) = &mut self.link {
-                        session.set_application(identity);
-                    }
-                    return Ok(());
+            let failed = match need {
+                UserNeed::Send => {
+                    let mut writer = SocketWriter {
+                        socket: &self.socket,
+                        left: &self.left,
+                    };
+                    session.send(&mut writer).err().map(|e| auth.io_failed(e))
                 }
-                Err(failure) => {
-                    // Pause as the throttle says (this thread only), tell the client
-                    // (generically), end the connection cleanly, and keep the detail for
-                    // the server's caller.
-                    let timeout = ctx.handshake_timeout;
-                    let pause = failure_pause(failure.delay, Instant::now(), deadline, timeout);
-                    if !pause.is_zero() {
-                        std::thread::sleep(pause);
-                    }
-                    let refusal = failure.reason.into();
-                    let _ = self.send_frame(&failure.frame);
+                UserNeed::Receive => session
+                    .receive(&mut self.ahead.reader(&mut io))
+                    .err()
+                    .map(|e| auth.io_failed(e)),
+                UserNeed::Pause(until) => {
+                    // The throttle's pause: this thread is the connection's.
+                    std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                    None
+                }
+                UserNeed::Derive(derivation) => {
+                    auth.derived(session, derivation.run());
+                    None
+                }
+                UserNeed::Done => return Ok(()),
+                failed @ UserNeed::Failed { .. } => Some(failed),
+            };
+            if let Some(UserNeed::Failed { error, linger }) = failed {
+                if linger {
                     let _ = self.shutdown(Shutdown::Write);
-                    linger_after_refusal(&self.socket, &refusal);
-                    return Err(refusal);
+                    linger_after_refusal(&self.socket, &error);
                 }
+                return Err(error);
             }
         }
     }

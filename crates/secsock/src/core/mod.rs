@@ -11,3 +11,4 @@ pub(crate) mod readahead;
 pub(crate) mod session;
 pub(crate) mod ticketer;
 pub(crate) mod tls;
+pub(crate) mod user_auth;

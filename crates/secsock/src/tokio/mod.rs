@@ -45,10 +45,9 @@ use crate::core::fallback::CLEAR_TEXT_WAIT;
 use crate::core::readahead::ReadAhead;
 use crate::core::session::Session;
 use crate::core::session::{
-    negotiation_io_error, refusal_worth_lingering, Clear, Link, Need, UserStep, REFUSAL_DRAIN,
-    REFUSAL_LINGER,
+    negotiation_io_error, refusal_worth_lingering, Clear, Link, Need, REFUSAL_DRAIN, REFUSAL_LINGER,
 };
-use crate::core::tls::CryptoContext;
+use crate::core::user_auth::{UserAuth, UserNeed};
 use crate::error::Peer;
 use crate::error::{Error, NegotiationError};
 use crate::impersonate::{ImpersonationError, ImpersonationGuard};
@@ -59,7 +58,6 @@ use crate::platform::Platform;
 use crate::settings::SecuritySettings;
 use crate::settings::UserCredentials;
 use crate::setup::{connect_timed_out, fallback_socket, SocketSetup};
-use crate::user::step::{self, failure_pause, ClientExchange, Frame, ServerExchange, Step};
 use socket2::{Domain, Socket};
 
 /// An unconnected TCP socket on which security can be turned on (async).
@@ -589,123 +587,76 @@ impl SecureStream {
         credentials: Option<&UserCredentials>,
         deadline: Instant,
     ) -> Result<(), Error> {
-        let Link::Tls(session) = &self.link else {
+        let Link::Tls(session) = &mut self.link else {
             return Ok(());
         };
-        let peer = session.peer();
-        let ctx = session.context();
-        let server = peer == Peer::Client;
-        let binding = match session.user_step()? {
-            UserStep::Skip => return Ok(()),
-            UserStep::Refuse => {
-                let refusal = NegotiationError::UserAuthenticationRequired.into();
-                let _ = ::tokio::io::AsyncWriteExt::shutdown(self).await;
-                linger_after_refusal(&mut self.io, &refusal).await;
-                return Err(refusal);
-            }
-            UserStep::Exchange { binding } => binding,
-        };
-        let timeout = ctx.handshake_timeout;
+        let timeout = session.handshake_timeout();
+        let mut auth = UserAuth::start(session, credentials, self.peer_addr.ip(), deadline);
+        let (io, ahead) = (&mut self.io, &mut self.ahead);
         let exchange = async {
-            if server {
-                self.serve_user_exchange(&ctx, &binding, deadline).await
-            } else {
-                self.run_user_exchange(credentials, &ctx, &binding).await
+            loop {
+                let need = match auth.next(session, Instant::now()) {
+                    UserNeed::Send => match poll_fn(|cx| poll_flush_tls(session, io, cx)).await {
+                        Ok(()) => continue,
+                        Err(e) => auth.io_failed(e),
+                    },
+                    UserNeed::Receive => {
+                        let received = poll_fn(|cx| {
+                            let mut sync = SyncIo { io, cx };
+                            pending_on_would_block(session.receive(&mut ahead.reader(&mut sync)))
+                        })
+                        .await;
+                        match received {
+                            Ok(_) => continue,
+                            Err(e) => auth.io_failed(e),
+                        }
+                    }
+                    UserNeed::Pause(until) => {
+                        // The throttle's pause, as a timer: the runtime thread serves others.
+                        ::tokio::time::sleep_until(::tokio::time::Instant::from_std(until)).await;
+                        continue;
+                    }
+                    UserNeed::Derive(derivation) => {
+                        // PBKDF2 (up to `user_max_iterations`) would hold a runtime thread
+                        // for as long: it runs on the blocking pool.
+                        let derived = ::tokio::task::spawn_blocking(move || derivation.run())
+                            .await
+                            .map_err(|e| match e.try_into_panic() {
+                                Ok(panic) => std::panic::resume_unwind(panic),
+                                Err(e) => io::Error::other(format!(
+                                    "the key derivation was cancelled: {e}"
+                                )),
+                            });
+                        match derived {
+                            Ok(derived) => {
+                                auth.derived(session, derived);
+                                continue;
+                            }
+                            Err(e) => auth.io_failed(e),
+                        }
+                    }
+                    other => other,
+                };
+                match need {
+                    UserNeed::Done => return Ok(()),
+                    UserNeed::Failed { error, linger } => return Err((error, linger)),
+                    _ => {}
+                }
             }
         };
         let outcome =
-            match ::tokio::time::timeout_at(::tokio::time::Instant::from_std(deadline), exchange)
-                .await
-            {
-                Err(_) => Err(NegotiationError::Timeout { after: timeout }.into()),
-                Ok(outcome) => outcome.map_err(|e| match e {
-                    Error::Io(e) => step::exchange_io_error(e, peer, timeout).into(),
-                    other => other,
-                }),
-            };
-        if let (true, Err(refusal)) = (server, &outcome) {
-            // Outside the deadline: lingering must not turn the refusal into a timeout.
-            linger_after_refusal(&mut self.io, refusal).await;
-        }
-        outcome
-    }
-
-    async fn send_frame(&mut self, frame: &Frame) -> Result<(), Error> {
-        use ::tokio::io::AsyncWriteExt;
-        self.write_all(&frame.encode()).await?;
-        self.flush().await?;
-        Ok(())
-    }
-
-    async fn run_user_exchange(
-        &mut self,
-        credentials: Option<&UserCredentials>,
-        ctx: &CryptoContext,
-        binding: &[u8],
-    ) -> Result<(), Error> {
-        let (mut exchange, hello) =
-            ClientExchange::start(credentials, binding, &ctx.provider, ctx.user_max_iterations)?;
-        self.send_frame(&hello).await?;
-        loop {
-            let frame = step::read_frame_async(self, Peer::Server).await?;
-            let step = if exchange.derives_keys(&frame) {
-                // PBKDF2 (up to `user_max_iterations`) would hold a runtime thread for as
-                // long: it runs on the blocking pool.
-                let (back, step) = ::tokio::task::spawn_blocking(move || {
-                    let step = exchange.on_frame(frame);
-                    (exchange, step)
-                })
-                .await
-                .map_err(|e| match e.try_into_panic() {
-                    Ok(panic) => std::panic::resume_unwind(panic),
-                    Err(e) => io::Error::other(format!("the key derivation was cancelled: {e}")),
-                })?;
-                exchange = back;
-                step
-            } else {
-                exchange.on_frame(frame)
-            };
-            match step? {
-                Step::Send(frame) => self.send_frame(&frame).await?,
-                Step::Done(..) => return Ok(()),
-            }
-        }
-    }
-
-    async fn serve_user_exchange(
-        &mut self,
-        ctx: &CryptoContext,
-        binding: &[u8],
-        deadline: Instant,
-    ) -> Result<(), Error> {
-        let peer = self.peer_addr.ip();
-        let mut exchange =
-            ServerExchange::new(&ctx.users, &ctx.validator, binding, &ctx.provider, peer);
-        loop {
-            let frame = step::read_frame_async(self, Peer::Client).await?;
-            match exchange.on_frame(frame, Instant::now()) {
-                Ok(Step::Send(frame)) => self.send_frame(&frame).await?,
-                Ok(Step::Done(last, identity)) => {
-                    if let Some(frame) = last {
-                        self.send_frame(&frame).await?;
-                    }
-                    if let Link::Tls(session) = &mut self.link {
-                        session.set_application(identity);
-                    }
-                    return Ok(());
-                }
-                Err(failure) => {
-                    // The throttle's pause, as a timer: the runtime thread serves others.
-                    // The caller lingers after the refusal (outside the deadline).
-                    let timeout = ctx.handshake_timeout;
-                    let pause = failure_pause(failure.delay, Instant::now(), deadline, timeout);
-                    if !pause.is_zero() {
-                        ::tokio::time::sleep(pause).await;
-                    }
-                    let _ = self.send_frame(&failure.frame).await;
+            ::tokio::time::timeout_at(::tokio::time::Instant::from_std(deadline), exchange).await;
+        match outcome {
+            Err(_) => Err(NegotiationError::Timeout { after: timeout }.into()),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err((error, linger))) => {
+                if linger {
+                    // Outside the deadline: lingering must not turn the refusal into a
+                    // timeout.
                     let _ = ::tokio::io::AsyncWriteExt::shutdown(self).await;
-                    return Err(failure.reason.into());
+                    linger_after_refusal(&mut self.io, &error).await;
                 }
+                Err(error)
             }
         }
     }

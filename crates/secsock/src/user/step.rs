@@ -37,6 +37,7 @@
 //! the TLS stream.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::crypto::CryptoProvider;
@@ -139,49 +140,9 @@ impl Frame {
     }
 }
 
-/// Reads one frame, exactly: never a byte beyond it, so application data the peer sends
-/// right after the exchange stays in the stream.
-pub fn read_frame(io: &mut impl std::io::Read, peer: Peer) -> Result<Frame, std::io::Error> {
-    let mut header = [0u8; 3];
-    io.read_exact(&mut header)?;
-    let mut payload = vec![0u8; frame_len(&header, peer)?];
-    io.read_exact(&mut payload)?;
-    frame_from(header, payload, peer)
-}
-
-/// [`read_frame`], async.
-#[cfg(feature = "tokio")]
-pub async fn read_frame_async(
-    io: &mut (impl ::tokio::io::AsyncRead + Unpin),
-    peer: Peer,
-) -> Result<Frame, std::io::Error> {
-    use ::tokio::io::AsyncReadExt;
-    let mut header = [0u8; 3];
-    io.read_exact(&mut header).await?;
-    let mut payload = vec![0u8; frame_len(&header, peer)?];
-    io.read_exact(&mut payload).await?;
-    frame_from(header, payload, peer)
-}
-
-fn frame_len(header: &[u8; 3], peer: Peer) -> Result<usize, std::io::Error> {
-    let len = usize::from(u16::from_be_bytes([header[1], header[2]]));
-    if len > MAX_FRAME {
-        return Err(invalid(
-            peer,
-            &format!("a message of {len} bytes exceeds {MAX_FRAME}"),
-        ));
-    }
-    Ok(len)
-}
-
-fn frame_from(header: [u8; 3], payload: Vec<u8>, peer: Peer) -> Result<Frame, std::io::Error> {
-    let mut wire = header.to_vec();
-    wire.extend_from_slice(&payload);
-    match Frame::decode(&wire) {
-        Ok(Some((frame, _))) => Ok(frame),
-        Ok(None) => Err(invalid(peer, "a truncated message")),
-        Err(detail) => Err(invalid(peer, &detail)),
-    }
+/// A malformed frame from `peer`, as the socket error the exchange reports.
+pub(crate) fn frame_error(peer: Peer, detail: &str) -> std::io::Error {
+    invalid(peer, detail)
 }
 
 fn invalid(peer: Peer, detail: &str) -> std::io::Error {
@@ -490,11 +451,11 @@ pub(crate) fn failure_pause(
 }
 
 /// The server's side of one exchange.
-pub struct ServerExchange<'a> {
-    directory: &'a UserDirectory,
-    validator: &'a ChainValidator,
+pub struct ServerExchange {
+    directory: Arc<UserDirectory>,
+    validator: Arc<ChainValidator>,
     binding: Vec<u8>,
-    provider: &'a CryptoProvider,
+    provider: Arc<CryptoProvider>,
     /// The client's address: failures are counted per source.
     peer: IpAddr,
     scram: Option<scram::Server>,
@@ -504,13 +465,13 @@ pub struct ServerExchange<'a> {
     admitted: Option<Instant>,
 }
 
-impl<'a> ServerExchange<'a> {
+impl ServerExchange {
     /// An exchange on a connection from `peer` whose channel binding is `binding`.
     pub fn new(
-        directory: &'a UserDirectory,
-        validator: &'a ChainValidator,
+        directory: Arc<UserDirectory>,
+        validator: Arc<ChainValidator>,
         binding: &[u8],
-        provider: &'a CryptoProvider,
+        provider: Arc<CryptoProvider>,
         peer: IpAddr,
     ) -> Self {
         Self {
@@ -624,7 +585,7 @@ impl<'a> ServerExchange<'a> {
             MECH_SCRAM => {
                 let text = std::str::from_utf8(data)
                     .map_err(|_| self.broken("a message that is not text", now))?;
-                let provider = self.provider;
+                let provider = &self.provider;
                 let random = |buf: &mut [u8]| {
                     let _ = provider.secure_random.fill(buf);
                 };
@@ -742,14 +703,6 @@ mod tests {
         assert!(Frame::decode(&[1, 0xff, 0xff])
             .unwrap_err()
             .contains("exceeds"));
-        // read_frame takes exactly one frame and leaves what follows.
-        let mut two = wire.clone();
-        two.extend_from_slice(b"application data");
-        let mut io = &two[..];
-        assert_eq!(read_frame(&mut io, Peer::Client).unwrap(), frame);
-        assert_eq!(io, b"application data");
-        let mut short = &wire[..wire.len() - 1];
-        assert!(read_frame(&mut short, Peer::Client).is_err());
     }
 
     #[test]
@@ -798,9 +751,9 @@ mod throttling_tests {
     const BINDING: [u8; 32] = [0x42; 32];
 
     struct Server {
-        directory: UserDirectory,
-        validator: ChainValidator,
-        provider: CryptoProvider,
+        directory: Arc<UserDirectory>,
+        validator: Arc<ChainValidator>,
+        provider: Arc<CryptoProvider>,
     }
 
     fn server(file: &Path, per_address: u32) -> Server {
@@ -819,10 +772,11 @@ mod throttling_tests {
         };
         let provider = rustls::crypto::aws_lc_rs::default_provider();
         Server {
-            directory: UserDirectory::new(&users, &[], [1; 32]),
-            validator: ChainValidator::new(&[], &[], provider.signature_verification_algorithms)
-                .unwrap(),
-            provider,
+            directory: Arc::new(UserDirectory::new(&users, &[], [1; 32])),
+            validator: Arc::new(
+                ChainValidator::new(&[], &[], provider.signature_verification_algorithms).unwrap(),
+            ),
+            provider: Arc::new(provider),
         }
     }
 
@@ -837,10 +791,10 @@ mod throttling_tests {
         let random = |b: &mut [u8]| b.fill(5);
         let mut client = scram::Client::new(user, password, &BINDING, &random).unwrap();
         let mut exchange = ServerExchange::new(
-            &server.directory,
-            &server.validator,
+            Arc::clone(&server.directory),
+            Arc::clone(&server.validator),
             &BINDING,
-            &server.provider,
+            Arc::clone(&server.provider),
             from,
         );
         let hello = hello(MECH_SCRAM, client.client_first().as_bytes());
@@ -930,10 +884,10 @@ mod throttling_tests {
         let t0 = Instant::now();
         login(&server, A, "alice@EXAMPLE.TEST", "guess", t0).unwrap_err();
         let mut exchange = ServerExchange::new(
-            &server.directory,
-            &server.validator,
+            Arc::clone(&server.directory),
+            Arc::clone(&server.validator),
             &BINDING,
-            &server.provider,
+            Arc::clone(&server.provider),
             A,
         );
         assert!(matches!(
