@@ -53,7 +53,7 @@ use std::time::Duration;
 
 use rustls::crypto::aws_lc_rs::{self, cipher_suite, kx_group};
 
-use crate::impersonate::{validate_rule, AccountRule};
+use crate::accounts::{validate_rule, AccountRule};
 use rustls::crypto::SupportedKxGroup;
 use rustls::SupportedCipherSuite;
 use rustls_pki_types::pem::{self, PemObject};

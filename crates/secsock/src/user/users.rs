@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::impersonate::AccountRule;
+use crate::accounts::AccountRule;
 use crate::policy::{PolicyErrorKind, UserAuthentication, Users};
 use crate::user::scram::Verifier;
 use crate::user::throttle::FailureThrottle;
