@@ -32,7 +32,9 @@ use rcgen::{
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
-use secsock::name::{Host, PrincipalName, Spn};
+use secsock::name::{Host, KerberosPrincipal, PrincipalName, Spn};
+// The SAN encoding is the library's, the same code that reads them back.
+pub use secsock::name::SubjectAltName;
 use secsock::policy::{read_private_key_pem, PolicyErrorKind};
 use time::OffsetDateTime;
 use x509_parser::asn1_rs::Tag;
@@ -47,12 +49,6 @@ const CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
 const CA_NAME_SUFFIX: &str = " secsock CA";
 /// subjectAltName, 2.5.29.17.
 const OID_SUBJECT_ALT_NAME: &[u64] = &[2, 5, 29, 17];
-/// Content octets of id-pkinit-san, 1.3.6.1.5.2.2 (RFC 4556): a Kerberos principal name.
-const OID_KRB5_PRINCIPAL_NAME: &[u8] = &[0x2B, 0x06, 0x01, 0x05, 0x02, 0x02];
-/// Content octets of the Microsoft UPN otherName, 1.3.6.1.4.1.311.20.2.3.
-const OID_UPN: &[u8] = &[0x2B, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x14, 0x02, 0x03];
-/// Kerberos name type NT-SRV-INST (RFC 4120 §6.2): a service and its instance (host).
-const NT_SRV_INST: u32 = 2;
 
 /// Key algorithm for the CA and identities.
 ///
@@ -319,7 +315,7 @@ impl CertificateAuthority {
         // rcgen's own `subject_alt_names` cannot write Kerberos principal names.
         params.custom_extensions = vec![CustomExtension::from_oid_content(
             OID_SUBJECT_ALT_NAME,
-            san_extension_value(&sans),
+            SubjectAltName::extension_value(&sans),
         )];
         let certificate = params
             .signed_by(&key, &self.issuer)
@@ -426,54 +422,6 @@ impl fmt::Debug for IssuedIdentity {
     }
 }
 
-/// One subject alternative name, before encoding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SubjectAltName {
-    /// dNSName.
-    Dns(String),
-    /// iPAddress.
-    Ip(IpAddr),
-    /// uniformResourceIdentifier.
-    Uri(String),
-    /// rfc822Name (an email address).
-    Email(String),
-    /// otherName UPN (1.3.6.1.4.1.311.20.2.3), a UTF8String `name@domain`.
-    Upn(String),
-    /// otherName KRB5PrincipalName (id-pkinit-san, 1.3.6.1.5.2.2).
-    Kerberos {
-        /// The realm.
-        realm: String,
-        /// The name type (2, NT-SRV-INST, for services).
-        name_type: u32,
-        /// The name components: `[service_class, host[:port], service_name?]`.
-        components: Vec<String>,
-    },
-}
-
-impl SubjectAltName {
-    /// The GeneralName (RFC 5280 §4.2.1.6), DER.
-    fn to_der(&self) -> Vec<u8> {
-        match self {
-            SubjectAltName::Dns(name) => der::tlv(0x82, name.as_bytes()),
-            SubjectAltName::Ip(IpAddr::V4(ip)) => der::tlv(0x87, &ip.octets()),
-            SubjectAltName::Ip(IpAddr::V6(ip)) => der::tlv(0x87, &ip.octets()),
-            SubjectAltName::Uri(uri) => der::tlv(0x86, uri.as_bytes()),
-            SubjectAltName::Email(address) => der::tlv(0x81, address.as_bytes()),
-            SubjectAltName::Upn(upn) => {
-                der::other_name(OID_UPN, &der::tlv(der::UTF8_STRING, upn.as_bytes()))
-            }
-            SubjectAltName::Kerberos {
-                realm,
-                name_type,
-                components,
-            } => der::other_name(
-                OID_KRB5_PRINCIPAL_NAME,
-                &der::krb5_principal_name(realm, *name_type, components),
-            ),
-        }
-    }
-}
-
 /// The subject alternative names that prove `principal`, and nothing wider.
 ///
 /// - a DNS name: a DNS SAN;
@@ -540,9 +488,11 @@ fn kerberos_san(spn: &Spn, realm: &str) -> SubjectAltName {
     let mut components = vec![spn.service_class().to_owned(), host];
     components.extend(spn.service_name().map(str::to_owned));
     SubjectAltName::Kerberos {
-        realm: realm.to_owned(),
-        name_type: NT_SRV_INST,
-        components,
+        principal: KerberosPrincipal {
+            realm: realm.to_owned(),
+            components,
+        },
+        name_type: KerberosPrincipal::NT_SRV_INST,
     }
 }
 
@@ -563,90 +513,6 @@ fn check_realm(realm: &str) -> Result<&str> {
         );
     }
     Ok(realm)
-}
-
-/// The subjectAltName extension value: GeneralNames ::= SEQUENCE OF GeneralName.
-fn san_extension_value(sans: &[SubjectAltName]) -> Vec<u8> {
-    let names: Vec<u8> = sans.iter().flat_map(SubjectAltName::to_der).collect();
-    der::tlv(der::SEQUENCE, &names)
-}
-
-/// A small DER writer: enough for GeneralNames and KRB5PrincipalName.
-mod der {
-    pub(super) const INTEGER: u8 = 0x02;
-    pub(super) const OBJECT_IDENTIFIER: u8 = 0x06;
-    pub(super) const UTF8_STRING: u8 = 0x0C;
-    pub(super) const GENERAL_STRING: u8 = 0x1B;
-    pub(super) const SEQUENCE: u8 = 0x30;
-    pub(super) const CONTEXT_0: u8 = 0xA0;
-    pub(super) const CONTEXT_1: u8 = 0xA1;
-
-    /// A definite length: one octet below 128, else 0x80 + the count of big-endian octets.
-    pub(super) fn length(len: usize) -> Vec<u8> {
-        if len < 0x80 {
-            return vec![len as u8];
-        }
-        let octets: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|&octet| octet == 0)
-            .collect();
-        let mut out = Vec::with_capacity(1 + octets.len());
-        out.push(0x80 | octets.len() as u8);
-        out.extend(octets);
-        out
-    }
-
-    /// Tag, length, content.
-    pub(super) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-        let length = length(content.len());
-        let mut out = Vec::with_capacity(1 + length.len() + content.len());
-        out.push(tag);
-        out.extend(length);
-        out.extend_from_slice(content);
-        out
-    }
-
-    /// A non-negative INTEGER, in the fewest octets (a leading zero when the top bit is set).
-    pub(super) fn integer(value: u32) -> Vec<u8> {
-        let bytes = value.to_be_bytes();
-        let first = bytes
-            .iter()
-            .position(|&b| b != 0)
-            .unwrap_or(bytes.len() - 1);
-        let mut content = Vec::with_capacity(5);
-        if bytes[first] & 0x80 != 0 {
-            content.push(0);
-        }
-        content.extend_from_slice(&bytes[first..]);
-        tlv(INTEGER, &content)
-    }
-
-    /// otherName [0] { type-id OBJECT IDENTIFIER, value [0] EXPLICIT ANY }.
-    pub(super) fn other_name(oid: &[u8], value: &[u8]) -> Vec<u8> {
-        let mut content = tlv(OBJECT_IDENTIFIER, oid);
-        content.extend(tlv(CONTEXT_0, value));
-        tlv(CONTEXT_0, &content)
-    }
-
-    /// KRB5PrincipalName ::= SEQUENCE { realm [0] Realm, principalName [1] PrincipalName },
-    /// PrincipalName ::= SEQUENCE { name-type [0] Int32, name-string [1] SEQUENCE OF
-    /// KerberosString } (RFC 4556 §3.2.2, RFC 4120 §5.2.2); strings are GeneralStrings.
-    pub(super) fn krb5_principal_name(
-        realm: &str,
-        name_type: u32,
-        components: &[String],
-    ) -> Vec<u8> {
-        let strings: Vec<u8> = components
-            .iter()
-            .flat_map(|component| tlv(GENERAL_STRING, component.as_bytes()))
-            .collect();
-        let mut principal_name = tlv(CONTEXT_0, &integer(name_type));
-        principal_name.extend(tlv(CONTEXT_1, &tlv(SEQUENCE, &strings)));
-        let mut content = tlv(CONTEXT_0, &tlv(GENERAL_STRING, realm.as_bytes()));
-        content.extend(tlv(CONTEXT_1, &tlv(SEQUENCE, &principal_name)));
-        tlv(SEQUENCE, &content)
-    }
 }
 
 /// Writes an identity directory that another host can copy and use as-is:
@@ -1186,74 +1052,15 @@ mod tests {
     }
 
     #[test]
-    fn der_lengths_use_the_short_form_below_128_and_the_fewest_long_form_octets_above() {
-        for (len, expected) in [
-            (0, vec![0x00]),
-            (1, vec![0x01]),
-            (127, vec![0x7F]),
-            (128, vec![0x81, 0x80]),
-            (255, vec![0x81, 0xFF]),
-            (256, vec![0x82, 0x01, 0x00]),
-            (300, vec![0x82, 0x01, 0x2C]),
-            (65_535, vec![0x82, 0xFF, 0xFF]),
-            (65_536, vec![0x83, 0x01, 0x00, 0x00]),
-        ] {
-            assert_eq!(der::length(len), expected, "length {len}");
-        }
-        let long = der::tlv(0x04, &[7; 200]);
-        assert_eq!(&long[..3], [0x04, 0x81, 200]);
-        assert_eq!(long.len(), 203);
-        let longer = der::tlv(0x30, &[7; 300]);
-        assert_eq!(&longer[..4], [0x30, 0x82, 0x01, 0x2C]);
-        assert_eq!(longer.len(), 304);
-        assert_eq!(der::tlv(0x82, b"a.test"), b"\x82\x06a.test");
-    }
-
-    #[test]
-    fn der_integers_are_minimal_and_positive() {
-        for (value, expected) in [
-            (0, vec![0x02, 0x01, 0x00]),
-            (2, vec![0x02, 0x01, 0x02]),
-            (127, vec![0x02, 0x01, 0x7F]),
-            (128, vec![0x02, 0x02, 0x00, 0x80]),
-            (256, vec![0x02, 0x02, 0x01, 0x00]),
-            (u32::MAX, vec![0x02, 0x05, 0x00, 0xFF, 0xFF, 0xFF, 0xFF]),
-        ] {
-            assert_eq!(der::integer(value), expected, "integer {value}");
-        }
-    }
-
-    #[test]
-    fn krb5_principal_name_is_encoded_as_rfc_4556_says() {
-        let encoded = der::krb5_principal_name("R", 2, &["a".to_owned(), "b".to_owned()]);
-        #[rustfmt::skip]
-        let expected = [
-            0x30, 0x18,                                     // KRB5PrincipalName
-              0xA0, 0x03, 0x1B, 0x01, b'R',                 //   realm [0] GeneralString
-              0xA1, 0x11, 0x30, 0x0F,                       //   principalName [1] SEQUENCE
-                0xA0, 0x03, 0x02, 0x01, 0x02,               //     name-type [0] INTEGER 2
-                0xA1, 0x08, 0x30, 0x06,                     //     name-string [1] SEQUENCE OF
-                  0x1B, 0x01, b'a', 0x1B, 0x01, b'b',       //       GeneralString x2
-        ];
-        assert_eq!(encoded, expected);
-        let other_name = SubjectAltName::Upn("a@B".into()).to_der();
-        #[rustfmt::skip]
-        let expected = [
-            0xA0, 0x13,                                     // otherName [0]
-              0x06, 0x0A, 0x2B, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x14, 0x02, 0x03,
-              0xA0, 0x05, 0x0C, 0x03, b'a', b'@', b'B',     //   [0] EXPLICIT UTF8String
-        ];
-        assert_eq!(other_name, expected);
-    }
-
-    #[test]
     fn each_principal_form_gets_exactly_the_sans_that_prove_it() {
         let dns = |name: &str| SubjectAltName::Dns(name.to_owned());
         let ip = |text: &str| SubjectAltName::Ip(text.parse().unwrap());
         let krb5 = |realm: &str, components: &[&str]| SubjectAltName::Kerberos {
-            realm: realm.to_owned(),
-            name_type: 2,
-            components: components.iter().map(|c| c.to_string()).collect(),
+            principal: KerberosPrincipal {
+                realm: realm.to_owned(),
+                components: components.iter().map(|c| c.to_string()).collect(),
+            },
+            name_type: KerberosPrincipal::NT_SRV_INST,
         };
         let cases = [
             ("host/server.example.test", vec![dns("server.example.test")]),
@@ -1486,7 +1293,8 @@ mod tests {
         let path: Vec<String> = (0..40).map(|i| format!("segment{i:02}")).collect();
         let id = format!("spiffe://example.test/{}", path.join("/"));
         assert!(id.len() > 255);
-        let value = san_extension_value(&subject_alt_names(&principal(&id), REALM).unwrap());
+        let value =
+            SubjectAltName::extension_value(&subject_alt_names(&principal(&id), REALM).unwrap());
         assert_eq!(&value[..2], [0x30, 0x82]);
         assert_eq!(&value[4..6], [0x86, 0x82]);
         let identity = issue(&ca, &id);
