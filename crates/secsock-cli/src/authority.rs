@@ -22,7 +22,7 @@ use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use rcgen::{
@@ -35,7 +35,7 @@ use rustls_pki_types::CertificateDer;
 use secsock::name::{Host, KerberosPrincipal, PrincipalName, Spn};
 // The SAN encoding is the library's, the same code that reads them back.
 pub use secsock::name::SubjectAltName;
-use secsock::policy::{read_private_key_pem, PolicyErrorKind};
+use secsock::policy::{read_private_key_pem, PolicyErrorKind, PolicyFile};
 use time::OffsetDateTime;
 use x509_parser::asn1_rs::Tag;
 use x509_parser::certificate::X509Certificate;
@@ -558,7 +558,7 @@ pub fn write_identity_dir(
     write_file(&anchor, ca_certificate_pem.as_bytes(), FileMode::Public)?;
     write_file(
         &policy,
-        policy_text(identity, authority).as_bytes(),
+        policy_text(identity, authority)?.as_bytes(),
         FileMode::Public,
     )?;
     Ok(policy)
@@ -621,60 +621,30 @@ fn host_name_from(kernel: Option<&str>, environment: Option<&str>, domain: Optio
     }
 }
 
-/// The policy file of an identity directory.
-fn policy_text(identity: &IssuedIdentity, authority: Option<(&str, &str)>) -> String {
+/// The policy file of an identity directory: comments for the person who reads it, then
+/// the policy, written by the library's own description of the file.
+fn policy_text(identity: &IssuedIdentity, authority: Option<(&str, &str)>) -> Result<String> {
+    let mut file = PolicyFile::new("identity/host.crt", "identity/host.key", &["trust/ca.crt"])
+        .with_defaults("standard", Duration::from_secs(10));
     let mut text = format!(
         "# secsock policy: this host's identity and whom it trusts (SPEC §4).\n\
          # It proves {principal} (identity/host.crt, valid until {until}),\n\
          # and trusts the trust domain's CA in trust/ca.crt.\n\
          # Paths are relative to this file: copy the whole directory to the host it names,\n\
-         # keeping identity/host.key mode 0600, and point $SECSOCK_POLICY (or --policy) here.\n\
-         \n\
-         [identity]\n\
-         certificate = \"identity/host.crt\"\n\
-         private_key = \"identity/host.key\"\n\
-         \n\
-         [trust]\n\
-         anchors = [\"trust/ca.crt\"]\n\
-         crls = []\n\
-         \n\
-         [defaults]\n\
-         crypto = \"standard\"\n\
-         handshake_timeout = \"10s\"\n",
+         # keeping identity/host.key mode 0600, and point $SECSOCK_POLICY (or --policy) here.\n",
         principal = identity.principal,
         until = rfc3339(OffsetDateTime::from(identity.not_after)),
     );
     if let Some((certificate, private_key)) = authority {
-        text.push_str(&format!(
-            "\n\
-             # The trust domain's CA, for `secsock issue`. Its key signs identities: keep it\n\
-             # on this host only.\n\
-             [authority]\n\
-             certificate = {}\n\
-             private_key = {}\n",
-            toml_string(certificate),
-            toml_string(private_key)
-        ));
+        file = file.with_authority(certificate, private_key);
+        text.push_str(
+            "# [authority] is the trust domain's CA, for `secsock issue`. Its key signs\n\
+             # identities: keep it on this host only.\n",
+        );
     }
-    text
-}
-
-/// A TOML basic string.
-fn toml_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    text.push('\n');
+    text.push_str(&file.to_toml().map_err(|e| anyhow!("{e}"))?);
+    Ok(text)
 }
 
 fn refuse_to_replace(paths: &[&Path], what: &str) -> Result<()> {
@@ -1677,12 +1647,6 @@ mod tests {
             !name.is_empty() && name == name.to_ascii_lowercase() && name.contains('.'),
             "{name}"
         );
-    }
-
-    #[test]
-    fn toml_strings_are_quoted_and_escaped() {
-        assert_eq!(toml_string("ca/ca.crt"), "\"ca/ca.crt\"");
-        assert_eq!(toml_string("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
     }
 
     /// Runs one handshake between the two policies; returns what the server saw of the
