@@ -154,15 +154,12 @@ pub fn run(command: UserCommand) -> Result<()> {
                 args.password_file.as_deref(),
                 &format!("New password for {name}@{domain}: "),
             )?;
-            let random = |buf: &mut [u8]| {
-                let _ = rustls::crypto::aws_lc_rs::default_provider()
-                    .secure_random
-                    .fill(buf);
-            };
-            let verifier = Verifier::generate(&password, args.iterations, &random)
+            // A failed random source is an error, never a zero salt or secret.
+            let random = rustls::crypto::aws_lc_rs::default_provider().secure_random;
+            let verifier = Verifier::generate(&password, args.iterations, random)
                 .map_err(|e| anyhow!("{e}"))?;
             let key = users::user_key(&name, &domain);
-            users::add_user(&file, &key, verifier, &random).map_err(|e| anyhow!("{e}"))?;
+            users::add_user(&file, &key, verifier, random).map_err(|e| anyhow!("{e}"))?;
             println!("user:{key} added to {}", file.display());
             if args.iterations != DEFAULT_ITERATIONS {
                 eprintln!(

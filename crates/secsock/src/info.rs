@@ -14,57 +14,28 @@ use serde::Serialize;
 use crate::error::{format_system_time, NegotiationError};
 use crate::name::PrincipalName;
 
-/// `SOCKET_INFO_CONNECTION_*` flags: what protected the connection.
+/// `SOCKET_INFO_CONNECTION_*` flags: what protected the connection. A [`bitflags`] set.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct InfoFlags(u32);
 
-impl InfoFlags {
-    /// `SOCKET_INFO_CONNECTION_SECURED` (0x1): a security protocol protects the connection.
-    pub const SECURED: Self = Self(0x1);
-    /// `SOCKET_INFO_CONNECTION_ENCRYPTED` (0x2): the traffic is encrypted; always with `SECURED`.
-    pub const ENCRYPTED: Self = Self(0x2);
-    /// `SOCKET_INFO_CONNECTION_IMPERSONATED` (0x4): the peer proved an application (user)
-    /// identity, so impersonation is possible.
-    pub const IMPERSONATED: Self = Self(0x4);
-
-    /// No flag: clear text.
-    pub const fn empty() -> Self {
-        Self(0)
-    }
-
-    /// The raw bits, as Windows encodes them.
-    pub const fn bits(self) -> u32 {
-        self.0
-    }
-
-    /// Whether every flag in `other` is set.
-    pub const fn contains(self, other: Self) -> bool {
-        self.0 & other.0 == other.0
-    }
-}
-
-impl std::ops::BitOr for InfoFlags {
-    type Output = Self;
-    fn bitor(self, rhs: Self) -> Self {
-        Self(self.0 | rhs.0)
+bitflags::bitflags! {
+    impl InfoFlags: u32 {
+        /// `SOCKET_INFO_CONNECTION_SECURED` (0x1): a security protocol protects the connection.
+        const SECURED = 0x1;
+        /// `SOCKET_INFO_CONNECTION_ENCRYPTED` (0x2): the traffic is encrypted; always with `SECURED`.
+        const ENCRYPTED = 0x2;
+        /// `SOCKET_INFO_CONNECTION_IMPERSONATED` (0x4): the peer proved an application (user)
+        /// identity, so impersonation is possible.
+        const IMPERSONATED = 0x4;
     }
 }
 
 impl fmt::Debug for InfoFlags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = [
-            (Self::SECURED, "SECURED"),
-            (Self::ENCRYPTED, "ENCRYPTED"),
-            (Self::IMPERSONATED, "IMPERSONATED"),
-        ]
-        .iter()
-        .filter(|(flag, _)| self.contains(*flag))
-        .map(|(_, name)| *name)
-        .collect();
-        if names.is_empty() {
+        if self.is_empty() {
             f.write_str("(none)")
         } else {
-            f.write_str(&names.join(" | "))
+            bitflags::parser::to_writer(self, f)
         }
     }
 }
@@ -327,5 +298,21 @@ impl fmt::Display for SecurityInfo {
             writeln!(f, "negotiation:   {e}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_flags_keep_the_windows_bits_and_print_their_names() {
+        let flags = InfoFlags::SECURED | InfoFlags::ENCRYPTED;
+        assert_eq!(flags.bits(), 0x3);
+        assert!(flags.contains(InfoFlags::ENCRYPTED));
+        assert!(!flags.contains(InfoFlags::IMPERSONATED));
+        assert_eq!(format!("{flags:?}"), "SECURED | ENCRYPTED");
+        assert_eq!(format!("{:?}", InfoFlags::empty()), "(none)");
+        assert_eq!(InfoFlags::IMPERSONATED.bits(), 0x4);
     }
 }

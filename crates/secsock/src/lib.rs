@@ -35,10 +35,12 @@
 //! - [`socket`], [`stream`], [`listener`]: the blocking front end.
 //! - `tokio` (feature `tokio`): the async front end, the same names.
 //! - [`scram`], [`users`]: user (application) authentication after the handshake.
-//! - [`impersonate`]: `WSAImpersonateSocketPeer` — acting as the peer's local account.
+//! - [`impersonate`]: `WSAImpersonateSocketPeer` — acting as the peer's local account;
+//!   [`accounts`]: the policy's rules mapping principals to local accounts.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod accounts;
 pub mod blocking;
 pub mod core;
 pub mod crl;

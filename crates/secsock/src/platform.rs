@@ -50,10 +50,12 @@ impl Platform {
                 .with_expired_crls(policy.trust.expired_crls),
         );
         validator.warn_about_expired_crls(rustls_pki_types::UnixTime::now());
+        // The users' decoy secret when the users file has none: never left zero.
         let mut fallback_secret = [0u8; 32];
-        let _ = rustls::crypto::aws_lc_rs::default_provider()
+        rustls::crypto::aws_lc_rs::default_provider()
             .secure_random
-            .fill(&mut fallback_secret);
+            .fill(&mut fallback_secret)
+            .map_err(|_| config_error("the crypto provider's random generator failed".into()))?;
         let users = Arc::new(UserDirectory::new(
             &policy.users,
             &policy.accounts,

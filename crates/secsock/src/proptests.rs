@@ -1596,6 +1596,7 @@ mod user_auth {
 
     fn new_server() -> scram::Server {
         scram::Server::new(&BINDING, b"decoy secret", &fill(2))
+            .unwrap()
             .with_decoy_iterations(scram::MIN_ITERATIONS)
     }
 

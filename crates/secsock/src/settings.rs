@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use zeroize::Zeroizing;
+
 /// Which security protocol a socket uses (`SOCKET_SECURITY_PROTOCOL`).
 ///
 /// Windows has `DEFAULT` (what the system policy says; today IPsec) and `IPSEC`.
@@ -21,120 +23,94 @@ pub enum SecurityProtocol {
     Tls13,
 }
 
-macro_rules! flag_set {
-    ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $flag:ident = $value:expr,)* }) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-        pub struct $name(u32);
-
-        impl $name {
-            $($(#[$fmeta])* pub const $flag: Self = Self($value);)*
-            const ALL_BITS: u32 = 0 $(| $value)*;
-            const NAMES: &'static [(&'static str, u32)] = &[$((stringify!($flag), $value)),*];
-
-            /// No flag set.
-            pub const fn empty() -> Self {
-                Self(0)
-            }
-
-            /// The raw bits, as the Windows API encodes them.
-            pub const fn bits(self) -> u32 {
-                self.0
-            }
-
-            /// Flags from raw bits; bits this version does not define are an error.
-            pub fn from_bits(bits: u32) -> Result<Self, SettingsError> {
-                let unknown = bits & !Self::ALL_BITS;
-                if unknown != 0 {
-                    return Err(SettingsError::UnknownFlags { field: stringify!($name), bits: unknown });
-                }
-                Ok(Self(bits))
-            }
-
-            /// Whether every flag in `other` is set here.
-            pub const fn contains(self, other: Self) -> bool {
-                self.0 & other.0 == other.0
-            }
-
-            /// Whether no flag is set.
-            pub const fn is_empty(self) -> bool {
-                self.0 == 0
-            }
-        }
-
-        impl std::ops::BitOr for $name {
-            type Output = Self;
-            fn bitor(self, rhs: Self) -> Self {
-                Self(self.0 | rhs.0)
-            }
-        }
-
-        impl std::ops::BitOrAssign for $name {
-            fn bitor_assign(&mut self, rhs: Self) {
-                self.0 |= rhs.0;
-            }
-        }
-
+/// What bitflags does not write for a flag set: `Debug` as `A | B` (`(empty)` when none
+/// is set) and `TryFrom<u32>`, which refuses bits this version does not define with a
+/// [`SettingsError::UnknownFlags`] naming the set (bitflags' `from_bits` says only `None`).
+macro_rules! flag_set_extras {
+    ($name:ident) => {
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                let mut first = true;
-                for (name, value) in Self::NAMES {
-                    if self.0 & value != 0 {
-                        if !first {
-                            f.write_str(" | ")?;
-                        }
-                        f.write_str(name)?;
-                        first = false;
-                    }
+                if self.is_empty() {
+                    f.write_str("(empty)")
+                } else {
+                    bitflags::parser::to_writer(self, f)
                 }
-                if first {
-                    f.write_str("(empty)")?;
+            }
+        }
+
+        impl TryFrom<u32> for $name {
+            type Error = SettingsError;
+
+            /// Flags from raw bits, as the Windows API encodes them; bits this version
+            /// does not define are an error.
+            fn try_from(bits: u32) -> Result<Self, SettingsError> {
+                let unknown = bits & !Self::all().bits();
+                if unknown != 0 {
+                    return Err(SettingsError::UnknownFlags {
+                        field: stringify!($name),
+                        bits: unknown,
+                    });
                 }
-                Ok(())
+                Ok(Self::from_bits_retain(bits))
             }
         }
     };
 }
 
-flag_set! {
-    /// `SecurityFlags` of `SOCKET_SECURITY_SETTINGS`: what protection the socket demands or allows.
-    SecurityFlags {
+/// `SecurityFlags` of `SOCKET_SECURITY_SETTINGS`: what protection the socket demands or allows.
+///
+/// A [`bitflags`] set: `|` combines flags, [`contains`](Self::contains) tests them, and
+/// [`TryFrom<u32>`] reads raw bits (refusing undefined ones).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct SecurityFlags(u32);
+
+bitflags::bitflags! {
+    impl SecurityFlags: u32 {
         /// `SOCKET_SETTINGS_GUARANTEE_ENCRYPTION` (0x1): refuse any outcome without encryption,
         /// including a fallback to clear text. Every TLS 1.3 cipher suite encrypts, so a
         /// secured connection always satisfies it.
-        GUARANTEE_ENCRYPTION = 0x1,
+        const GUARANTEE_ENCRYPTION = 0x1;
         /// `SOCKET_SETTINGS_ALLOW_INSECURE` (0x2): clear text is allowed where the peer plainly
         /// does not speak TLS; never on a failed verification. A listener serves a client in
         /// clear when its first bytes are not a ClientHello (or it sends nothing for a
         /// moment); a client connects again in clear when the server answers the ClientHello
         /// with non-TLS bytes or closes without a byte. See [`crate::core::fallback`]. Conflicts
         /// with `GUARANTEE_ENCRYPTION`.
-        ALLOW_INSECURE = 0x2,
+        const ALLOW_INSECURE = 0x2;
     }
 }
 
-flag_set! {
-    /// The option flags of `SOCKET_SECURITY_SETTINGS_IPSEC` (`IpsecFlags` on Windows).
-    OptionFlags {
+flag_set_extras!(SecurityFlags);
+
+/// The option flags of `SOCKET_SECURITY_SETTINGS_IPSEC` (`IpsecFlags` on Windows).
+///
+/// A [`bitflags`] set, like [`SecurityFlags`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct OptionFlags(u32);
+
+bitflags::bitflags! {
+    impl OptionFlags: u32 {
         /// `IPSEC_SKIP_FILTER_INSTANTIATION` (0x1): the socket does no handshake itself, for
         /// traffic that a system policy (IPsec, WireGuard, a secsock proxy) already protects.
         /// secsock cannot see such a policy: the bytes leave as the application writes them,
         /// and the query reports the connection as not secured. Setting it is the caller's
         /// explicit consent to that; it conflicts with `GUARANTEE_ENCRYPTION`.
-        SKIP_ENFORCEMENT = 0x1,
+        const SKIP_ENFORCEMENT = 0x1;
         /// `IPSEC_OPTIONAL_PEER_NAME_VERIFICATION` (0x2): a peer whose chain is trusted but whose
         /// names do not match the target name is accepted; the mismatch is reported by
         /// [`SecurityInfo::negotiation_error`](crate::SecurityInfo::negotiation_error).
-        OPTIONAL_PEER_NAME_VERIFICATION = 0x2,
+        const OPTIONAL_PEER_NAME_VERIFICATION = 0x2;
         /// `IPSEC_ALLOW_FIRST_INBOUND_PKT_UNENCRYPTED` (0x4): meaningless for TLS, where the first
         /// byte already belongs to the handshake. Accepted and ignored; it never lets clear
         /// application data in.
-        ALLOW_FIRST_INBOUND_PKT_UNENCRYPTED = 0x4,
+        const ALLOW_FIRST_INBOUND_PKT_UNENCRYPTED = 0x4;
         /// `IPSEC_PEER_NAME_IS_RAW_FORMAT` (0x8): the peer target name is compared as written
         /// with every name in the peer's certificate, not parsed as a principal name.
-        PEER_NAME_IS_RAW_FORMAT = 0x8,
+        const PEER_NAME_IS_RAW_FORMAT = 0x8;
     }
 }
+
+flag_set_extras!(OptionFlags);
 
 /// A named crypto policy (a `[crypto.NAME]` section of the policy file), by name or by the
 /// UUID the C ABI passes as a policy key.
@@ -273,14 +249,14 @@ impl fmt::Debug for UserCredentials {
 }
 
 /// Secret bytes (a password, a private key's DER): never printed, overwritten when dropped
-/// (best effort: copies made elsewhere, e.g. by the allocator on growth, are not).
+/// ([`zeroize`]; copies made elsewhere, e.g. by the allocator on growth, are not).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
+pub struct Secret(Zeroizing<Vec<u8>>);
 
 impl Secret {
     /// Wraps `bytes`.
     pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
-        Self(bytes.into())
+        Self(Zeroizing::new(bytes.into()))
     }
 
     /// The bytes.
@@ -292,16 +268,6 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(..)")
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        // Overwrite before the allocator reuses the memory; black_box keeps the compiler
-        // from dropping writes to memory that is about to be freed.
-        for b in self.0.iter_mut() {
-            *b = std::hint::black_box(0);
-        }
     }
 }
 
@@ -559,8 +525,8 @@ mod tests {
 
     #[test]
     fn raw_bits_are_checked() {
-        assert_eq!(SecurityFlags::from_bits(0x3).unwrap().bits(), 0x3);
-        let err = SecurityFlags::from_bits(0x10).unwrap_err();
+        assert_eq!(SecurityFlags::try_from(0x3).unwrap().bits(), 0x3);
+        let err = SecurityFlags::try_from(0x10).unwrap_err();
         assert_eq!(
             err,
             SettingsError::UnknownFlags {
@@ -568,8 +534,9 @@ mod tests {
                 bits: 0x10
             }
         );
-        assert!(OptionFlags::from_bits(0xf).is_ok());
-        assert!(OptionFlags::from_bits(0x30)
+        assert!(OptionFlags::try_from(0xf).is_ok());
+        assert_eq!(OptionFlags::from_bits(0x30), None, "bitflags' own check");
+        assert!(OptionFlags::try_from(0x30)
             .unwrap_err()
             .to_string()
             .contains("0x30"));

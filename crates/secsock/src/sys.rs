@@ -1,17 +1,18 @@
-//! Raw per-thread credential calls and account lookups: the only `unsafe` in secsock.
+//! Per-thread credential calls and account lookups: the only `unsafe` in secsock.
 //!
 //! Linux keeps credentials per thread (per task). POSIX wants `setuid`, `setgid` and
 //! `setgroups` to change the whole process, so glibc (and musl) make their wrappers
 //! broadcast the change to every thread (glibc's "setxid" signal, musl's `__synccall`).
 //! Impersonation needs the opposite — only the calling thread may become the peer — so this
-//! module calls the kernel directly with `libc::syscall`, which changes the calling task
-//! and nothing else. The same raw path is used for `setfsuid`/`setfsgid`, whose libc
-//! wrappers happen to be per-thread already, so that every credential change in secsock
-//! goes through one kind of call whose behaviour does not depend on the C library.
+//! module calls the kernel directly, which changes the calling task and nothing else:
+//! through rustix where it has a safe wrapper (`setgroups` and `getgroups` of this thread,
+//! `capget`, the effective ids, the securebits), and with `libc::syscall` for
+//! `setfsuid`/`setfsgid`, which rustix does not offer (their libc wrappers happen to be
+//! per-thread already, but the raw call keeps their behaviour independent of the C library).
 //!
-//! It also holds the NSS lookups (`getpwnam_r`, `getgrouplist`) that turn an account name
-//! into ids, `capget` for the calling thread's effective capabilities, and the one socket
-//! option neither std nor socket2 offers (`SO_RCVLOWAT`).
+//! It also holds the NSS lookups (`getpwnam_r`, `getgrouplist`: C library calls, which no
+//! safe wrapper in the tree makes) that turn an account name into ids, and the one socket
+//! option neither std, socket2 nor rustix offers (`SO_RCVLOWAT`).
 //!
 //! What it is not for: deciding anything. Which identity to switch to, in which order, and
 //! how to undo it is [`crate::impersonate`]'s business; these functions only make one call
@@ -24,6 +25,7 @@ use std::mem::MaybeUninit;
 use std::ptr;
 
 use libc::{c_int, c_long, gid_t};
+use rustix::process::Gid;
 
 /// Syscall numbers. On 32-bit x86, ARM and SPARC the plain `setfsuid`/`getgroups`/... calls
 /// take 16-bit ids; their 32-bit forms are the `*32` calls. Everywhere else the plain calls
@@ -33,15 +35,11 @@ use libc::{c_int, c_long, gid_t};
 mod nr {
     pub(super) const SETFSUID: libc::c_long = libc::SYS_setfsuid32;
     pub(super) const SETFSGID: libc::c_long = libc::SYS_setfsgid32;
-    pub(super) const SETGROUPS: libc::c_long = libc::SYS_setgroups32;
-    pub(super) const GETGROUPS: libc::c_long = libc::SYS_getgroups32;
 }
 #[cfg(not(any(target_arch = "x86", target_arch = "arm", target_arch = "sparc")))]
 mod nr {
     pub(super) const SETFSUID: libc::c_long = libc::SYS_setfsuid;
     pub(super) const SETFSGID: libc::c_long = libc::SYS_setfsgid;
-    pub(super) const SETGROUPS: libc::c_long = libc::SYS_setgroups;
-    pub(super) const GETGROUPS: libc::c_long = libc::SYS_getgroups;
 }
 
 /// The kernel's limit on supplementary groups (`NGROUPS_MAX` since Linux 2.6.4).
@@ -138,30 +136,17 @@ pub(crate) fn set_thread_fsgid(gid: u32) -> io::Result<()> {
     }
 }
 
-/// The calling thread's supplementary groups.
+/// The calling thread's supplementary groups (rustix asks the kernel directly: the
+/// `getgroups` syscall answers for the calling thread).
 pub(crate) fn thread_groups() -> io::Result<Vec<u32>> {
     // Another thread's glibc `setgroups` may change ours (the setxid broadcast) between
     // asking for the count and reading the list; the kernel then says EINVAL and we ask
     // again. A few rounds are plenty.
     for _ in 0..8 {
-        // SAFETY: with size 0, getgroups only returns the number of groups and does not
-        // write through the (null) list pointer.
-        let count = unsafe { libc::syscall(nr::GETGROUPS, 0 as c_int, ptr::null_mut::<gid_t>()) };
-        if count < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut groups: Vec<gid_t> = vec![0; count as usize];
-        // SAFETY: `groups` has room for exactly `count` gid_t values, and that is the size
-        // we pass; the kernel writes at most that many (or fails with EINVAL).
-        let read =
-            unsafe { libc::syscall(nr::GETGROUPS, groups.len() as c_int, groups.as_mut_ptr()) };
-        if read >= 0 {
-            groups.truncate(read as usize);
-            return Ok(groups);
-        }
-        let error = io::Error::last_os_error();
-        if error.raw_os_error() != Some(libc::EINVAL) {
-            return Err(error);
+        match rustix::process::getgroups() {
+            Ok(groups) => return Ok(groups.into_iter().map(Gid::as_raw).collect()),
+            Err(rustix::io::Errno::INVAL) => continue,
+            Err(error) => return Err(error.into()),
         }
     }
     Err(io::Error::other(
@@ -180,67 +165,24 @@ pub(crate) fn set_thread_groups(groups: &[u32]) -> io::Result<()> {
             ),
         ));
     }
-    // SAFETY: the kernel reads exactly `groups.len()` gid_t values (u32, the same type)
-    // from `groups.as_ptr()`, which the slice guarantees are readable; with length 0 it
-    // reads nothing. It keeps no reference after the call.
-    let rc = unsafe {
-        libc::syscall(
-            nr::SETGROUPS,
-            groups.len() as c_int,
-            groups.as_ptr() as *const gid_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    // rustix's `set_thread_groups` is the raw `setgroups` syscall: this thread only, not
+    // glibc's process-wide broadcast.
+    let groups: Vec<Gid> = groups
+        .iter()
+        .map(|&gid| Gid::from_raw_unchecked(gid))
+        .collect();
+    rustix::thread::set_thread_groups(&groups)?;
+    Ok(())
 }
-
-/// `struct __user_cap_header_struct`.
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: c_int,
-}
-
-/// `struct __user_cap_data_struct`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit capability sets as two `CapData`.
-const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 /// The calling thread's effective capability set, bit `n` for capability `n`.
 ///
-/// Asked of the kernel with `capget` rather than read from `/proc/thread-self/status`,
-/// so that it works where `/proc` is not mounted (chroots, minimal containers).
+/// Asked of the kernel with `capget` (through rustix) rather than read from
+/// `/proc/thread-self/status`, so that it works where `/proc` is not mounted (chroots,
+/// minimal containers).
 pub(crate) fn thread_effective_capabilities() -> io::Result<u64> {
-    let mut header = CapHeader {
-        version: CAPABILITY_VERSION_3,
-        pid: 0, // 0 = the calling thread
-    };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: with version 3 the kernel reads one header and writes exactly two CapData
-    // structs; both live on our stack for the whole call and have the kernel's layout
-    // (repr(C), three u32 fields). If the kernel does not know version 3 it writes its
-    // preferred version into the header and fails with EINVAL, touching nothing else.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            &mut header as *mut CapHeader,
-            data.as_mut_ptr(),
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(u64::from(data[0].effective) | (u64::from(data[1].effective) << 32))
+    let sets = rustix::thread::capabilities(None)?;
+    Ok(sets.effective.bits())
 }
 
 /// The calling thread's effective uid and gid (per thread in the kernel, like the

@@ -275,9 +275,6 @@ impl ClientExchange {
         provider: &CryptoProvider,
         max_iterations: u32,
     ) -> Result<(ClientExchange, Frame), NegotiationError> {
-        let random = |buf: &mut [u8]| {
-            let _ = provider.secure_random.fill(buf);
-        };
         let local = |detail: String| NegotiationError::UserAuthenticationFailed { reason: detail };
         match credentials {
             None => Ok((
@@ -297,7 +294,8 @@ impl ClientExchange {
                 let name =
                     crate::user::users::canonical_user(&crate::user::users::user_key(user, domain))
                         .map_err(|e| local(format!("the user name: {e}")))?;
-                let client = scram::Client::new(&name, password, binding, &random)
+                // A failed random source is an error here, never a zero nonce.
+                let client = scram::Client::new(&name, password, binding, provider.secure_random)
                     .map_err(|e| local(e.to_string()))?
                     .with_max_iterations(max_iterations);
                 let first = client.client_first();
@@ -585,16 +583,14 @@ impl ServerExchange {
             MECH_SCRAM => {
                 let text = std::str::from_utf8(data)
                     .map_err(|_| self.broken("a message that is not text", now))?;
-                let provider = &self.provider;
-                let random = |buf: &mut [u8]| {
-                    let _ = provider.secure_random.fill(buf);
-                };
                 let snapshot = self.directory.snapshot();
                 // Decoys get the count `secsock user add` gives new users
                 // (`scram::DEFAULT_ITERATIONS`, the server's default), whatever the real
                 // users have: a count copied from them would itself tell them apart.
+                let random = self.provider.secure_random;
                 let mut server =
-                    scram::Server::new(&self.binding, &snapshot.decoy_secret(), &random)
+                    scram::Server::new(&self.binding, &snapshot.decoy_secret(), random)
+                        .map_err(|e| self.fail(e.to_string(), now))?
                         .with_canonical_names(canonical_user);
                 let lookup = |user: &str| snapshot.lookup(user);
                 let challenge = server
@@ -758,7 +754,10 @@ mod throttling_tests {
 
     fn server(file: &Path, per_address: u32) -> Server {
         let verifier = scram::Verifier::new("pencil", b"0123456789abcdef", 4096).unwrap();
-        add_user(file, "alice@EXAMPLE.TEST", verifier, &|b| b.fill(3)).unwrap();
+        add_user(file, "alice@EXAMPLE.TEST", verifier, &|b: &mut [u8]| {
+            b.fill(3)
+        })
+        .unwrap();
         let users = Users {
             authentication: UserAuthentication::Optional,
             file: Some(file.to_path_buf()),

@@ -32,9 +32,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::impersonate::AccountRule;
+use crate::accounts::AccountRule;
 use crate::policy::{PolicyErrorKind, UserAuthentication, Users};
-use crate::user::scram::Verifier;
+use crate::user::scram::{RandomSource, Verifier};
 use crate::user::throttle::FailureThrottle;
 
 /// A user's key in the file: `name@DOMAIN`, the domain upper-cased (realms are, by
@@ -277,19 +277,22 @@ fn sibling(path: &Path, prefix: &str, suffix: &str) -> PathBuf {
 }
 
 /// Adds or replaces a user's verifier (creating the file, and its decoy secret from
-/// `random`, if needed). `user` is stored under its canonical name.
+/// `random`, if needed; a failed random source is an error, never a zero secret). `user`
+/// is stored under its canonical name.
 pub fn add_user(
     path: &Path,
     user: &str,
     verifier: Verifier,
-    random: &dyn Fn(&mut [u8]),
+    random: &(impl RandomSource + ?Sized),
 ) -> Result<(), String> {
     let user = canonical_user(user)?;
     let _lock = lock(path)?;
     let mut data = read_users(path)?;
     if data.decoy_secret.is_none() {
         let mut secret = [0u8; 32];
-        random(&mut secret);
+        random
+            .fill_random(&mut secret)
+            .map_err(|e| format!("cannot make the decoy secret: {e}"))?;
         data.decoy_secret = Some(secret);
     }
     data.users.insert(user, verifier);
@@ -574,9 +577,12 @@ mod tests {
             "a missing file is looked at, not read again"
         );
 
-        add_user(&path, "alice@EXAMPLE.TEST", verifier.clone(), &|b| {
-            b.fill(7)
-        })
+        add_user(
+            &path,
+            "alice@EXAMPLE.TEST",
+            verifier.clone(),
+            &|b: &mut [u8]| b.fill(7),
+        )
         .unwrap();
         assert!(knows("alice@EXAMPLE.TEST"), "a new user without a restart");
         for _ in 0..5 {
@@ -585,7 +591,13 @@ mod tests {
         assert_eq!(directory.parses(), 2, "parsed once for the new file");
         assert_eq!(directory.snapshot().decoy_secret(), [7; 32]);
 
-        add_user(&path, "bob@EXAMPLE.TEST", verifier.clone(), &|b| b.fill(9)).unwrap();
+        add_user(
+            &path,
+            "bob@EXAMPLE.TEST",
+            verifier.clone(),
+            &|b: &mut [u8]| b.fill(9),
+        )
+        .unwrap();
         assert!(knows("bob@EXAMPLE.TEST") && knows("alice@EXAMPLE.TEST"));
         assert_eq!(directory.parses(), 3);
 
@@ -624,7 +636,7 @@ mod tests {
             &path,
             &user_key("alice", "EXAMPLE.TEST"),
             verifier.clone(),
-            &|b| b.fill(7),
+            &|b: &mut [u8]| b.fill(7),
         )
         .unwrap();
         assert_eq!(
@@ -642,7 +654,13 @@ mod tests {
             "the decoy secret is kept"
         );
         // A second user keeps the same decoy secret.
-        add_user(&path, "bob@EXAMPLE.TEST", verifier.clone(), &|b| b.fill(9)).unwrap();
+        add_user(
+            &path,
+            "bob@EXAMPLE.TEST",
+            verifier.clone(),
+            &|b: &mut [u8]| b.fill(9),
+        )
+        .unwrap();
         assert_eq!(read_users(&path).unwrap().decoy_secret, Some([7u8; 32]));
         assert!(remove_user(&path, "bob@EXAMPLE.TEST").unwrap());
         assert!(!remove_user(&path, "bob@EXAMPLE.TEST").unwrap());
@@ -666,13 +684,24 @@ mod tests {
                 scope.spawn(move || {
                     for i in 0..each {
                         let key = user_key(&format!("user{t}x{i}"), "EXAMPLE.TEST");
-                        add_user(path, &key, verifier.clone(), &|b| b.fill(7)).unwrap();
+                        add_user(path, &key, verifier.clone(), &|b: &mut [u8]| b.fill(7)).unwrap();
                     }
                 });
             }
         });
         let users = read_users(&path).unwrap().users;
         assert_eq!(users.len(), threads * each, "adds were lost");
+    }
+
+    #[test]
+    fn a_failing_random_source_makes_no_decoy_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        let verifier = Verifier::new("pencil", b"0123456789abcdef", 4096).unwrap();
+        let failing: &dyn rustls::crypto::SecureRandom = &crate::user::scram::tests::FailingRandom;
+        let e = add_user(&path, "alice@EXAMPLE.TEST", verifier, failing).unwrap_err();
+        assert!(e.contains("random number generator failed"), "{e}");
+        assert!(!path.exists(), "nothing written");
     }
 
     /// Issue 12, item 15: the users file holds verifiers, which allow offline guessing:
@@ -682,7 +711,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users.toml");
         let verifier = Verifier::new("pencil", b"0123456789abcdef", 4096).unwrap();
-        add_user(&path, "alice@EXAMPLE.TEST", verifier, &|b| b.fill(7)).unwrap();
+        add_user(&path, "alice@EXAMPLE.TEST", verifier, &|b: &mut [u8]| {
+            b.fill(7)
+        })
+        .unwrap();
         for (mode, refused) in [
             (0o600, false),
             (0o400, false),
