@@ -599,22 +599,23 @@ pub fn openssl_client(
         }
     });
     let mut out = Vec::new();
+    let seen = |out: &[u8]| !expect.is_empty() && contains(out, expect);
+    // Until `expect` appears, or s_client ends (its stdout closes), or 15 s pass.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_millis(100)) {
+    while !seen(&out) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(chunk) => out.extend_from_slice(&chunk),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        if !expect.is_empty() && out.windows(expect.len()).any(|w| w == expect) {
-            break;
+            Err(_) => break,
         }
     }
     drop(stdin);
-    // Its stdout closes when it exits (at the end of its input): wait for that, 5 s at most.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while let Ok(chunk) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        out.extend_from_slice(&chunk);
+    if !seen(&out) {
+        // Let it end at the end of its input, 5 s at most. (Once `expect` appeared there is
+        // nothing more to wait for: `-quiet` implies `-ign_eof`, so it would not end.)
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Ok(chunk) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            out.extend_from_slice(&chunk);
+        }
     }
     let _ = child.kill();
     let _ = child.wait();
