@@ -1540,6 +1540,13 @@ impl Drop for LocalUser {
 
 #[test]
 fn impersonation_serve_runs_each_connection_as_its_peer() {
+    // As the library's tests do (`require_root` in their support module): without root,
+    // say so and pass; CI runs as root.
+    if !rustix::process::geteuid().is_root() {
+        let line = "skipped impersonation_serve_runs_each_connection_as_its_peer: it needs root (it creates a local user and serves as it)\n";
+        let _ = std::io::stderr().write_all(line.as_bytes());
+        return;
+    }
     let local = LocalUser::new("a");
     let uid: u32 = text(
         &Command::new("id")

@@ -89,6 +89,7 @@ fn blocking_accept_serves_honest_clients_through_a_flood_of_silent_connections()
     honest_client_is_served_promptly(&ex.client, addr, &flood);
 }
 
+#[cfg(feature = "tokio")]
 #[test]
 fn async_accept_serves_honest_clients_through_a_flood_of_silent_connections() {
     use support::async_fixtures::{echo_async, listen_async};

@@ -1,7 +1,7 @@
 //! The suite's arithmetic, pure: medians of runs, percentiles of samples, rates.
 //!
 //! A figure of the suite is the median of its runs ([`median`]); a run's latency figures
-//! are nearest-rank percentiles of its samples ([`percentile`]).
+//! are nearest-rank percentiles of its samples ([`percentile_of_sorted`]).
 
 /// The median of `values`: the middle value, or the mean of the two middle values for an
 /// even count. None when there is none. NaNs are ignored.

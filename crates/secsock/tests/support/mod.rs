@@ -467,6 +467,21 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Whether this process runs as root, which the calling test needs (`why`: e.g. it
+/// creates local accounts). When not, prints that the test is skipped and why, and returns
+/// false: the test then returns, passing. CI runs as root, so these tests run there.
+pub fn require_root(why: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    // libtest names each test's thread after the test. Written to the standard error
+    // directly, past the harness's capture of `eprintln!`, so that the skip shows.
+    let test = thread::current().name().unwrap_or("a test").to_owned();
+    let line = format!("skipped {test}: it needs root ({why})\n");
+    let _ = std::io::stderr().write_all(line.as_bytes()); // one write: one whole line
+    false
+}
+
 /// A free loopback port (bound and released; fine for tests on one machine).
 pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -584,24 +599,23 @@ pub fn openssl_client(
         }
     });
     let mut out = Vec::new();
+    let seen = |out: &[u8]| !expect.is_empty() && contains(out, expect);
+    // Until `expect` appears, or s_client ends (its stdout closes), or 15 s pass.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_millis(100)) {
+    while !seen(&out) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(chunk) => out.extend_from_slice(&chunk),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        if !expect.is_empty() && out.windows(expect.len()).any(|w| w == expect) {
-            break;
+            Err(_) => break,
         }
     }
     drop(stdin);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
+    if !seen(&out) {
+        // Let it end at the end of its input, 5 s at most. (Once `expect` appeared there is
+        // nothing more to wait for: `-quiet` implies `-ign_eof`, so it would not end.)
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Ok(chunk) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            out.extend_from_slice(&chunk);
         }
-        thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();
     let _ = child.wait();
@@ -616,6 +630,8 @@ pub struct Relay {
     pub addr: SocketAddr,
     pub to_server: Arc<Mutex<Vec<u8>>>,
     pub to_client: Arc<Mutex<Vec<u8>>>,
+    /// The threads copying each way of each connection, until joined.
+    pumps: Arc<Mutex<Vec<thread::JoinHandle<()>>>>,
 }
 
 pub fn relay(upstream: SocketAddr) -> Relay {
@@ -623,29 +639,51 @@ pub fn relay(upstream: SocketAddr) -> Relay {
     let addr = listener.local_addr().unwrap();
     let to_server = Arc::new(Mutex::new(Vec::new()));
     let to_client = Arc::new(Mutex::new(Vec::new()));
-    let (ts, tc) = (to_server.clone(), to_client.clone());
+    let pumps: Arc<Mutex<Vec<thread::JoinHandle<()>>>> = Arc::default();
+    let (ts, tc, threads) = (to_server.clone(), to_client.clone(), pumps.clone());
     thread::spawn(move || {
         for client in listener.incoming() {
             let Ok(client) = client else { return };
             let Ok(server) = TcpStream::connect(upstream) else {
                 return;
             };
-            pump(
+            // Locked before the pumps start: once a test sees their effects, their
+            // handles are in the list.
+            let mut threads = threads.lock().unwrap();
+            threads.push(pump(
                 client.try_clone().unwrap(),
                 server.try_clone().unwrap(),
                 ts.clone(),
-            );
-            pump(server, client, tc.clone());
+            ));
+            threads.push(pump(server, client, tc.clone()));
         }
     });
     Relay {
         addr,
         to_server,
         to_client,
+        pumps,
     }
 }
 
-fn pump(mut from: TcpStream, mut to: TcpStream, record: Arc<Mutex<Vec<u8>>>) {
+impl Relay {
+    /// Waits until both ways of every relayed connection have ended (each side closed its
+    /// writing half), so that the records are complete.
+    pub fn wait_idle(&self) {
+        let pumps = std::mem::take(&mut *self.pumps.lock().unwrap());
+        for pump in pumps {
+            pump.join().expect("a relay thread panicked");
+        }
+    }
+}
+
+/// Copies `from` to `to` on a thread of its own, recording, until `from` ends; then ends
+/// `to`'s writing side.
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    record: Arc<Mutex<Vec<u8>>>,
+) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let mut buf = [0u8; 16384];
         loop {
@@ -662,7 +700,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, record: Arc<Mutex<Vec<u8>>>) {
                 }
             }
         }
-    });
+    })
 }
 
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -938,9 +976,8 @@ pub mod async_fixtures {
 pub mod enforcement_fixtures {
     use std::io::{Read, Write};
     use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::{mpsc, Arc, Mutex};
-    use std::thread;
+    use std::sync::{mpsc, Arc, Condvar, Mutex};
+    use std::thread::{self, JoinHandle};
     use std::time::{Duration, Instant};
 
     use secsock::{
@@ -959,34 +996,49 @@ pub mod enforcement_fixtures {
         pub result: Result<SecurityInfo, Error>,
     }
 
-    /// Connects a probe to `addr` and waits until the server has accepted it (`accepted`
+    /// The clients a server accepted, in accept order; a test waits on it for the server's
+    /// accept thread.
+    #[derive(Default)]
+    pub(crate) struct AcceptLog {
+        peers: Mutex<Vec<SocketAddr>>,
+        grew: Condvar,
+    }
+
+    impl AcceptLog {
+        pub(crate) fn push(&self, peer: SocketAddr) {
+            self.peers.lock().unwrap().push(peer);
+            self.grew.notify_all();
+        }
+    }
+
+    /// Connects a probe to `addr` and waits until the server has accepted it (`log`
     /// lists the server's connections in accept order): every connection made before the
     /// probe has then been accepted too. Returns those, without earlier probes.
     pub(crate) fn settle(
         addr: SocketAddr,
-        accepted: impl Fn() -> Vec<SocketAddr>,
+        log: &AcceptLog,
         probes: &Mutex<Vec<SocketAddr>>,
     ) -> Vec<SocketAddr> {
         let probe = TcpStream::connect(addr).expect("probe connection");
         let me = probe.local_addr().unwrap();
         probes.lock().unwrap().push(me);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let list = accepted();
-            if let Some(at) = list.iter().position(|a| *a == me) {
-                let probes = probes.lock().unwrap();
-                return list[..at]
-                    .iter()
-                    .filter(|a| !probes.contains(a))
-                    .copied()
-                    .collect();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not accept a probe within 5 s"
-            );
-            thread::sleep(Duration::from_millis(5));
-        }
+        let (peers, wait) = log
+            .grew
+            .wait_timeout_while(log.peers.lock().unwrap(), Duration::from_secs(5), |peers| {
+                !peers.contains(&me)
+            })
+            .unwrap();
+        assert!(
+            !wait.timed_out(),
+            "the server did not accept a probe within 5 s"
+        );
+        let at = peers.iter().position(|a| *a == me).unwrap();
+        let probes = probes.lock().unwrap();
+        peers[..at]
+            .iter()
+            .filter(|a| !probes.contains(a))
+            .copied()
+            .collect()
     }
 
     /// A secured listener served on threads: each accepted connection is handshaked on its
@@ -996,7 +1048,7 @@ pub mod enforcement_fixtures {
         pub addr: SocketAddr,
         /// The listener, to change its peer target names while it serves.
         pub listener: Arc<SecureListener>,
-        accepted: Arc<Mutex<Vec<SocketAddr>>>,
+        accepted: Arc<AcceptLog>,
         probes: Mutex<Vec<SocketAddr>>,
         outcomes: mpsc::Receiver<Accepted>,
     }
@@ -1008,7 +1060,7 @@ pub mod enforcement_fixtures {
     {
         let listener = Arc::new(listener);
         let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let accepted = Arc::new(AcceptLog::default());
         let (tx, outcomes) = mpsc::channel();
         let handler = Arc::new(handler);
         {
@@ -1019,7 +1071,7 @@ pub mod enforcement_fixtures {
                     return;
                 };
                 let peer = pending.peer_addr();
-                accepted.lock().unwrap().push(peer);
+                accepted.push(peer);
                 let (tx, handler) = (tx.clone(), handler.clone());
                 thread::spawn(move || match pending.handshake() {
                     Ok(stream) => {
@@ -1064,11 +1116,7 @@ pub mod enforcement_fixtures {
         /// Every TCP connection the server has accepted so far, in order (exact: a probe
         /// connection proves that nothing made before now is still in the backlog).
         pub fn connections(&self) -> Vec<SocketAddr> {
-            settle(
-                self.addr,
-                || self.accepted.lock().unwrap().clone(),
-                &self.probes,
-            )
+            settle(self.addr, &self.accepted, &self.probes)
         }
     }
 
@@ -1141,7 +1189,8 @@ pub mod enforcement_fixtures {
     struct Served {
         peer: SocketAddr,
         received: Arc<Mutex<Vec<u8>>>,
-        ended: Arc<AtomicBool>,
+        /// The connection's thread, until a test joined it.
+        thread: Option<JoinHandle<()>>,
     }
 
     /// A plain TCP server (not secsock) on loopback, running a behaviour on each connection
@@ -1149,6 +1198,7 @@ pub mod enforcement_fixtures {
     pub struct PlainServer {
         pub addr: SocketAddr,
         served: Arc<Mutex<Vec<Served>>>,
+        accepted: Arc<AcceptLog>,
         probes: Mutex<Vec<SocketAddr>>,
     }
 
@@ -1161,8 +1211,9 @@ pub mod enforcement_fixtures {
         let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
         let addr = listener.local_addr().unwrap();
         let served: Arc<Mutex<Vec<Served>>> = Arc::default();
+        let accepted = Arc::new(AcceptLog::default());
         let behaviour = Arc::new(behaviour);
-        let list = served.clone();
+        let (list, log) = (served.clone(), accepted.clone());
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
@@ -1170,24 +1221,24 @@ pub mod enforcement_fixtures {
                     continue;
                 };
                 let received = Arc::new(Mutex::new(Vec::new()));
-                let ended = Arc::new(AtomicBool::new(false));
+                let behaviour = behaviour.clone();
+                let thread = {
+                    let received = received.clone();
+                    // The connection closes when its behaviour returns.
+                    thread::spawn(move || behaviour(&mut PlainConnection { stream, received }))
+                };
                 list.lock().unwrap().push(Served {
                     peer,
-                    received: received.clone(),
-                    ended: ended.clone(),
+                    received,
+                    thread: Some(thread),
                 });
-                let behaviour = behaviour.clone();
-                thread::spawn(move || {
-                    let mut connection = PlainConnection { stream, received };
-                    behaviour(&mut connection);
-                    drop(connection);
-                    ended.store(true, Ordering::SeqCst);
-                });
+                log.push(peer);
             }
         });
         PlainServer {
             addr,
             served,
+            accepted,
             probes: Mutex::default(),
         }
     }
@@ -1196,28 +1247,21 @@ pub mod enforcement_fixtures {
         /// Every connection the server accepted so far (exactly: see
         /// [`ListenerServer::connections`]), each once it ended, with what it received.
         pub fn connections(&self) -> Vec<Received> {
-            let peers = settle(
-                self.addr,
-                || self.served.lock().unwrap().iter().map(|s| s.peer).collect(),
-                &self.probes,
-            );
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let peers = settle(self.addr, &self.accepted, &self.probes);
             peers
                 .into_iter()
-                .map(|peer| loop {
-                    {
-                        let served = self.served.lock().unwrap();
-                        let s = served.iter().find(|s| s.peer == peer).unwrap();
-                        if s.ended.load(Ordering::SeqCst) {
-                            let bytes = s.received.lock().unwrap().clone();
-                            return Received { peer, bytes };
-                        }
+                .map(|peer| {
+                    let (thread, received) = {
+                        let mut served = self.served.lock().unwrap();
+                        let s = served.iter_mut().find(|s| s.peer == peer).unwrap();
+                        (s.thread.take(), s.received.clone())
+                    };
+                    // Its behaviour ends at the client's close, or at its reads' 10 s timeout.
+                    if let Some(thread) = thread {
+                        thread.join().expect("the connection's behaviour panicked");
                     }
-                    assert!(
-                        Instant::now() < deadline,
-                        "the connection from {peer} did not end within 10 s"
-                    );
-                    thread::sleep(Duration::from_millis(5));
+                    let bytes = received.lock().unwrap().clone();
+                    Received { peer, bytes }
                 })
                 .collect()
         }
@@ -1241,7 +1285,8 @@ pub mod enforcement_fixtures {
         pub addr: SocketAddr,
         pub from_client: Arc<Mutex<Vec<u8>>>,
         pub to_client: Arc<Mutex<Vec<u8>>>,
-        active: Arc<AtomicUsize>,
+        /// One thread per relayed connection, until joined.
+        connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
     }
 
     /// Starts an [`ActiveRelay`] to `upstream`.
@@ -1253,26 +1298,27 @@ pub mod enforcement_fixtures {
         let addr = listener.local_addr().unwrap();
         let from_client = Arc::new(Mutex::new(Vec::new()));
         let to_client = Arc::new(Mutex::new(Vec::new()));
-        let active = Arc::new(AtomicUsize::new(0));
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let first_flight = Arc::new(first_flight);
-        let (fc, tc, act) = (from_client.clone(), to_client.clone(), active.clone());
+        let (fc, tc, threads) = (from_client.clone(), to_client.clone(), connections.clone());
         thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(mut client) = client else { return };
-                act.fetch_add(1, Ordering::SeqCst);
-                let (fc, tc, act) = (fc.clone(), tc.clone(), act.clone());
+                let (fc, tc) = (fc.clone(), tc.clone());
                 let first_flight = first_flight.clone();
-                thread::spawn(move || {
-                    relay_one(&mut client, upstream, &*first_flight, fc, tc);
-                    act.fetch_sub(1, Ordering::SeqCst);
-                });
+                // Locked before the thread starts: once a test sees its effects, its
+                // handle is in the list.
+                let mut threads = threads.lock().unwrap();
+                threads.push(thread::spawn(move || {
+                    relay_one(&mut client, upstream, &*first_flight, fc, tc)
+                }));
             }
         });
         ActiveRelay {
             addr,
             from_client,
             to_client,
-            active,
+            connections,
         }
     }
 
@@ -1336,16 +1382,12 @@ pub mod enforcement_fixtures {
     }
 
     impl ActiveRelay {
-        /// Waits until every relayed connection has ended (both sides closed), so that the
-        /// records are complete.
+        /// Waits until every relayed connection has ended (both sides closed, or a read
+        /// timed out after 10 s), so that the records are complete.
         pub fn wait_idle(&self) {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while self.active.load(Ordering::SeqCst) > 0 {
-                assert!(
-                    Instant::now() < deadline,
-                    "relayed connections still open after 10 s"
-                );
-                thread::sleep(Duration::from_millis(5));
+            let threads = std::mem::take(&mut *self.connections.lock().unwrap());
+            for thread in threads {
+                thread.join().expect("a relay thread panicked");
             }
         }
     }
@@ -1546,6 +1588,7 @@ pub mod async_enforcement_fixtures {
     use std::time::Duration;
 
     use secsock::{Domain, Error, PeerTargetName, Platform, SecuritySettings};
+    use tokio::sync::watch;
 
     use super::async_fixtures::{AsyncListener, AsyncSocket, AsyncStream};
     use super::enforcement_fixtures::Accepted;
@@ -1558,7 +1601,8 @@ pub mod async_enforcement_fixtures {
         pub addr: SocketAddr,
         /// The listener, to change its peer target names while it serves.
         pub listener: Arc<AsyncListener>,
-        accepted: Arc<Mutex<Vec<SocketAddr>>>,
+        /// The clients accepted, in accept order.
+        accepted: Arc<watch::Sender<Vec<SocketAddr>>>,
         probes: Mutex<Vec<SocketAddr>>,
         outcomes: tokio::sync::mpsc::UnboundedReceiver<Accepted>,
         accept_loop: tokio::task::JoinHandle<()>,
@@ -1578,7 +1622,7 @@ pub mod async_enforcement_fixtures {
     {
         let listener = Arc::new(listener);
         let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let accepted = Arc::new(watch::Sender::new(Vec::new()));
         let (tx, outcomes) = tokio::sync::mpsc::unbounded_channel();
         let handler = Arc::new(handler);
         let accept_loop = {
@@ -1586,7 +1630,7 @@ pub mod async_enforcement_fixtures {
             tokio::spawn(async move {
                 while let Ok(pending) = listener.accept_pending().await {
                     let peer = pending.peer_addr();
-                    accepted.lock().unwrap().push(peer);
+                    accepted.send_modify(|peers| peers.push(peer));
                     let (tx, handler) = (tx.clone(), handler.clone());
                     tokio::spawn(async move {
                         match pending.handshake().await {
@@ -1636,25 +1680,21 @@ pub mod async_enforcement_fixtures {
             let probe = tokio::net::TcpStream::connect(self.addr).await.unwrap();
             let me = probe.local_addr().unwrap();
             self.probes.lock().unwrap().push(me);
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            loop {
-                {
-                    let list = self.accepted.lock().unwrap();
-                    if let Some(at) = list.iter().position(|a| *a == me) {
-                        let probes = self.probes.lock().unwrap();
-                        return list[..at]
-                            .iter()
-                            .filter(|a| !probes.contains(a))
-                            .copied()
-                            .collect();
-                    }
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the server did not accept a probe within 5 s"
-                );
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            let mut accepted = self.accepted.subscribe();
+            let peers = tokio::time::timeout(
+                Duration::from_secs(5),
+                accepted.wait_for(|peers| peers.contains(&me)),
+            )
+            .await
+            .expect("the server did not accept a probe within 5 s")
+            .expect("the accept loop ended");
+            let at = peers.iter().position(|a| *a == me).unwrap();
+            let probes = self.probes.lock().unwrap();
+            peers[..at]
+                .iter()
+                .filter(|a| !probes.contains(a))
+                .copied()
+                .collect()
         }
     }
 

@@ -1,7 +1,7 @@
 //! The order of calls (`WSASetSocketSecurity` once, before bind/connect; the peer target
 //! name before connect) is enforced with errors that name the rule.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};

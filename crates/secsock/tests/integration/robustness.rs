@@ -6,11 +6,10 @@
 //! honest client at once.
 #![cfg(feature = "tokio")]
 
-mod support;
+use crate::support;
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -505,13 +504,19 @@ async fn a_peer_that_does_not_read_stalls_only_its_own_connection() {
     const WORKERS: usize = 2;
     let domain = TrustDomain::new("example.test");
     // A blocking secsock server (threads of its own, independent of the runtime) that
-    // accepts, never reads, and drops each connection after 2 s.
+    // accepts, never reads, and drops each connection when the test is done (drops
+    // `done`), 10 s at most.
+    let (done, until_done) = std::sync::mpsc::channel::<()>();
+    let until_done = std::sync::Mutex::new(until_done);
     let deaf = serve(
         domain
             .host("deaf", &[San::Dns("server.example.test")])
             .platform(),
-        |stream| {
-            std::thread::sleep(Duration::from_secs(2));
+        move |stream| {
+            let _ = until_done
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(10));
             drop(stream);
         },
     );
@@ -521,28 +526,28 @@ async fn a_peer_that_does_not_read_stalls_only_its_own_connection() {
 
     // As many writers as the runtime has workers, each writing to the deaf server until
     // its buffers are full.
-    let started_writing = Arc::new(AtomicUsize::new(0));
+    let (started, started_writing) = std::sync::mpsc::channel::<()>();
     let mut writers = tokio::task::JoinSet::new();
     let addr = deaf.addr;
     for _ in 0..WORKERS {
         let client = client.clone();
-        let started = started_writing.clone();
+        let started = started.clone();
         writers.spawn(async move {
             let mut stream = connect_async(&client, "server.example.test", addr)
                 .await
                 .unwrap();
             let chunk = vec![0u8; 256 * 1024];
             stream.write_all(&chunk).await.unwrap();
-            started.fetch_add(1, Ordering::SeqCst);
+            let _ = started.send(());
             while stream.write_all(&chunk).await.is_ok() {}
         });
     }
     // Wait on this thread (the test's, not a runtime worker) until both write, and a
-    // little longer so that their socket buffers are full.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while started_writing.load(Ordering::SeqCst) < WORKERS {
-        assert!(Instant::now() < deadline, "the writers never started");
-        std::thread::sleep(Duration::from_millis(10));
+    // little longer (not observable from here) so that their socket buffers are full.
+    for _ in 0..WORKERS {
+        started_writing
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the writers never started");
     }
     std::thread::sleep(Duration::from_millis(300));
 
@@ -571,6 +576,7 @@ async fn a_peer_that_does_not_read_stalls_only_its_own_connection() {
         "the socket of a connected secsock::tokio::SecureStream is in blocking mode"
     );
     probe.close().await.unwrap();
+    drop(done);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,10 +1,9 @@
 //! What crosses the wire: a relay between client and server records every byte.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
-use std::time::Duration;
 
 use support::*;
 
@@ -31,7 +30,7 @@ fn payload_never_appears_in_clear_and_the_first_byte_is_a_handshake_record() {
     stream.read_to_end(&mut back).unwrap();
     assert_eq!(back.len(), secret.len() * 50);
     stream.close().unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    relay.wait_idle();
 
     let up = relay.to_server.lock().unwrap().clone();
     let down = relay.to_client.lock().unwrap().clone();

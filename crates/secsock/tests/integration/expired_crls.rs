@@ -3,7 +3,7 @@
 //! default it is still used (and the log says so at load and once a day). Real secsock
 //! peers over TCP on loopback.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! to the TLS connection, before any application byte. Real secsock peers, real OpenSSL
 //! peers and a rustls attacker in the middle, over TCP on loopback.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};

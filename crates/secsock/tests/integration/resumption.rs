@@ -1,7 +1,7 @@
 //! Session resumption: a second connection resumes, a session proven for one name is
 //! never used for another, and a resumed session is checked again.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};

@@ -6,9 +6,9 @@
 //! These tests run as root: each creates its own local users (`sstest_PID_N`) and
 //! removes them when it ends. The thread's identity is read from
 //! `/proc/thread-self/status`, file owners from the file system. Run them alone with
-//! `cargo test -p secsock --test impersonation_e2e`.
+//! `cargo test -p secsock --all-features --test integration impersonation_e2e::`.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::io::{self, Read};
@@ -27,6 +27,9 @@ use support::*;
 use tempfile::TempDir;
 
 const ROOT: (u32, u32) = (0, 0);
+
+/// Why these tests need root, for [`require_root`]'s message when they skip.
+const NEEDS_ROOT: &str = "it creates local users and impersonates them";
 
 /// A directory every account may write to (mode 1777), holding a file only root may
 /// read.
@@ -239,6 +242,9 @@ fn machine_rule(principal: &str, account: &str) -> String {
 
 #[test]
 fn impersonation_acts_as_the_password_user_on_the_server_thread_only() {
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let user = LocalUser::create();
     let scratch = scratch();
     let domain = TrustDomain::new("example.test");
@@ -259,6 +265,9 @@ fn impersonation_acts_as_the_password_user_on_the_server_thread_only() {
 
 #[test]
 fn impersonation_without_a_usable_mapping_fails_clearly_and_changes_nothing() {
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let user = LocalUser::create();
     let scratch = scratch();
     let domain = TrustDomain::new("example.test");
@@ -323,6 +332,9 @@ fn impersonation_without_a_usable_mapping_fails_clearly_and_changes_nothing() {
 
 #[test]
 fn impersonation_falls_back_to_the_machine_identity() {
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let user = LocalUser::create();
     let scratch = scratch();
     let domain = TrustDomain::new("example.test");
@@ -342,6 +354,9 @@ fn impersonation_falls_back_to_the_machine_identity() {
 /// machine whose certificate proves client.example.test.
 #[test]
 fn impersonation_maps_a_machine_by_its_host_spn() {
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let user = LocalUser::create();
     let scratch = scratch();
     let domain = TrustDomain::new("example.test");
@@ -356,6 +371,9 @@ fn impersonation_maps_a_machine_by_its_host_spn() {
 
 #[test]
 fn impersonation_prefers_the_application_identity_to_the_machine() {
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let machine_account = LocalUser::create();
     let user = LocalUser::create();
     let scratch = scratch();
@@ -388,6 +406,9 @@ fn impersonation_prefers_the_application_identity_to_the_machine() {
 
 #[test]
 fn impersonation_acts_as_the_user_of_a_user_certificate() {
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let user = LocalUser::create();
     let scratch = scratch();
     let domain = TrustDomain::new("example.test");
@@ -410,6 +431,9 @@ fn impersonation_acts_as_the_user_of_a_user_certificate() {
 #[cfg(feature = "tokio")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn impersonation_through_the_async_api() {
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     use support::async_enforcement_fixtures::serve_async_listener;
     use support::async_fixtures::{connect_async_with, listen_async};
     use tokio::io::AsyncReadExt;
@@ -468,6 +492,9 @@ async fn impersonation_through_the_async_api() {
 
 #[test]
 fn impersonation_of_a_system_account_needs_allow_system_account_in_the_policy() {
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let system = LocalUser::create_with(&["--user-group", "--system"]);
     let scratch = scratch();
     let domain = TrustDomain::new("example.test");
@@ -564,6 +591,9 @@ mod run_as_peer {
 
     #[test]
     fn impersonation_run_as_peer_acts_as_the_peer_on_a_blocking_thread_and_reverts() {
+        if !require_root(NEEDS_ROOT) {
+            return;
+        }
         assert_eq!(thread_fs_ids(), ROOT, "the tests run as root");
         let user = LocalUser::create();
         let scratch = scratch();
@@ -605,6 +635,9 @@ mod run_as_peer {
 
     #[test]
     fn impersonation_run_as_peer_reverts_when_the_closure_panics_and_resumes_the_panic() {
+        if !require_root(NEEDS_ROOT) {
+            return;
+        }
         let user = LocalUser::create();
         let runtime = runtime_with_one_blocking_thread(Arc::default());
         let (server, _client) = accepted(&runtime, &user);
@@ -631,6 +664,9 @@ mod run_as_peer {
 
     #[test]
     fn impersonation_run_as_peer_from_an_impersonating_thread_starts_no_thread() {
+        if !require_root(NEEDS_ROOT) {
+            return;
+        }
         let user = LocalUser::create();
         let other = LocalUser::create();
         let started = Arc::new(AtomicUsize::new(0));
@@ -706,6 +742,9 @@ mod run_as_peer {
 
     #[test]
     fn impersonation_run_as_peer_refuses_a_blocking_thread_that_inherited_an_identity() {
+        if !require_root(NEEDS_ROOT) {
+            return;
+        }
         let user = LocalUser::create();
         let other = LocalUser::create();
         // The connection is made on a runtime of its own (its client may use blocking
@@ -753,6 +792,9 @@ mod run_as_peer {
 /// the peer and could never revert); the same listener accepts once the thread reverted.
 #[test]
 fn impersonation_blocks_the_first_accept_from_an_impersonating_thread() {
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     use secsock::impersonate::ImpersonationGuard;
     use secsock::{Error, UsageError};
     let user = LocalUser::create();

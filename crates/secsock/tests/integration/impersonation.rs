@@ -6,7 +6,7 @@
 //! identity a thread has is read from `/proc/thread-self/status` (`Uid:`/`Gid:` field 4
 //! is the file-system id, `Groups:` the supplementary groups), not from secsock.
 //!
-//! Run them alone with `cargo test -p secsock --test impersonation`.
+//! Run them alone with `cargo test -p secsock --all-features --test integration impersonation::`.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -21,8 +21,9 @@ use secsock::impersonate::{
 };
 use tempfile::TempDir;
 
-mod support;
+use crate::support;
 use support::local_accounts::{unique_account_name, LocalGroup, LocalUser};
+use support::require_root;
 
 // --- fixtures ---------------------------------------------------------------------------
 
@@ -67,13 +68,8 @@ fn identity_of(account: &LocalAccount) -> ThreadIdentity {
     }
 }
 
-fn assert_root_test_process() {
-    assert_eq!(
-        status_ids("Uid")[1],
-        0,
-        "the impersonation tests run as root (they create users and switch identities)"
-    );
-}
+/// Why these tests need root, for [`require_root`]'s message when they skip.
+const NEEDS_ROOT: &str = "it creates local users and switches thread identities";
 
 /// A scratch directory every test user can enter, holding a file only root can read
 /// and a world-writable directory.
@@ -120,7 +116,9 @@ fn assert_access_denied(path: &Path) {
 
 #[test]
 fn impersonation_creates_files_as_the_mapped_user() {
-    assert_root_test_process();
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let user = LocalUser::create();
     let scratch = Scratch::new();
     // Mapped the way a server maps a peer: principal -> [[accounts]] -> NSS.
@@ -149,7 +147,9 @@ fn impersonation_creates_files_as_the_mapped_user() {
 
 #[test]
 fn impersonation_cannot_read_a_root_only_file_and_can_again_after_revert() {
-    assert_root_test_process();
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let user = LocalUser::create();
     let scratch = Scratch::new();
     let before = thread_identity();
@@ -166,7 +166,9 @@ fn impersonation_cannot_read_a_root_only_file_and_can_again_after_revert() {
 
 #[test]
 fn impersonation_leaves_the_other_threads_of_the_process_alone() {
-    assert_root_test_process();
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let user = LocalUser::create();
     let scratch = Scratch::new();
 
@@ -223,7 +225,9 @@ fn impersonation_is_inherited_by_threads_spawned_while_impersonating() {
     // Pins a documented limit: the kernel copies the creating thread's credentials into a
     // new thread, but not secsock's bookkeeping. Such a thread is the peer and cannot
     // revert; it stays the peer until it exits.
-    assert_root_test_process();
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let user = LocalUser::create();
     let guard = ImpersonationGuard::begin(&user.account).unwrap();
     let uid = user.uid;
@@ -241,7 +245,9 @@ fn impersonation_is_inherited_by_threads_spawned_while_impersonating() {
 
 #[test]
 fn impersonation_reverts_when_the_thread_panics() {
-    assert_root_test_process();
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let user = LocalUser::create();
     let scratch = Scratch::new();
     let before = thread_identity();
@@ -262,7 +268,9 @@ fn impersonation_reverts_when_the_thread_panics() {
 
 #[test]
 fn impersonation_nested_guards_restore_the_previous_identity() {
-    assert_root_test_process();
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let alice = LocalUser::create();
     let bob = LocalUser::create();
     let scratch = Scratch::new();
@@ -290,7 +298,9 @@ fn impersonation_nested_guards_restore_the_previous_identity() {
 
 #[test]
 fn impersonation_dropping_an_outer_guard_first_ends_the_inner_one_too() {
-    assert_root_test_process();
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let alice = LocalUser::create();
     let bob = LocalUser::create();
     let root = thread_identity();
@@ -306,7 +316,9 @@ fn impersonation_dropping_an_outer_guard_first_ends_the_inner_one_too() {
 
 #[test]
 fn impersonation_revert_is_a_no_op_when_not_impersonating() {
-    assert_root_test_process();
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let before = thread_identity();
     assert!(!is_impersonating());
     revert_impersonation();
@@ -317,7 +329,9 @@ fn impersonation_revert_is_a_no_op_when_not_impersonating() {
 
 #[test]
 fn impersonation_revert_ends_all_nesting_and_later_drops_do_nothing() {
-    assert_root_test_process();
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let alice = LocalUser::create();
     let bob = LocalUser::create();
     let root = thread_identity();
@@ -344,7 +358,9 @@ fn impersonation_revert_ends_all_nesting_and_later_drops_do_nothing() {
 
 #[test]
 fn impersonation_uses_the_accounts_supplementary_groups() {
-    assert_root_test_process();
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let project = LocalGroup::create();
     let member = LocalUser::create_in(&[&project]);
     let outsider = LocalUser::create();
@@ -377,7 +393,9 @@ fn impersonation_uses_the_accounts_supplementary_groups() {
 
 #[test]
 fn impersonation_lookup_agrees_with_id() {
-    assert_root_test_process();
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let project = LocalGroup::create();
     let user = LocalUser::create_in(&[&project]);
     let id = |flag: &str| {
@@ -445,6 +463,13 @@ fn impersonation_unknown_account_and_missing_mapping_are_clear_errors() {
     assert!(!is_impersonating());
 }
 
+/// The test binary's name for this module's test `name` (`impersonation::name`: libtest
+/// names a test by its module path without the crate), to run it alone in a child.
+fn test_name(name: &str) -> String {
+    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+    format!("{module}::{name}")
+}
+
 /// Set in a child run of this test binary: the capabilities the child was started
 /// without, as `ImpersonationError::NotPermitted` should name them.
 const CHILD_MISSING: &str = "SECSOCK_TEST_IMPERSONATION_MISSING_CAPS";
@@ -454,7 +479,9 @@ fn impersonation_without_setuid_or_setgid_capability_fails_and_changes_nothing()
     if let Ok(expected) = std::env::var(CHILD_MISSING) {
         return without_capabilities_child(&expected);
     }
-    assert_root_test_process();
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     // Run this same test again in a child process started by util-linux `setpriv`
     // without the capabilities (removed from the bounding and inheritable sets, so a
     // root process's exec does not get them back).
@@ -469,12 +496,11 @@ fn impersonation_without_setuid_or_setgid_capability_fails_and_changes_nothing()
             .arg(format!("--bounding-set={drop_caps}"))
             .arg("--")
             .arg(&exe)
-            .args([
-                "--exact",
+            .arg("--exact")
+            .arg(test_name(
                 "impersonation_without_setuid_or_setgid_capability_fails_and_changes_nothing",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            ))
+            .args(["--nocapture", "--test-threads=1"])
             .env(CHILD_MISSING, missing)
             .output()
             .expect("run setpriv (util-linux)");
@@ -587,7 +613,9 @@ fn assert_group_root_refused(user: &LocalUser) {
 
 #[test]
 fn impersonation_refuses_an_account_whose_primary_group_is_root() {
-    assert_root_test_process();
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let user = LocalUser::create_with(&["--no-user-group", "--gid", "0"]);
     assert_eq!(user.account.gid, 0);
     assert_group_root_refused(&user);
@@ -595,7 +623,9 @@ fn impersonation_refuses_an_account_whose_primary_group_is_root() {
 
 #[test]
 fn impersonation_refuses_an_account_in_the_supplementary_group_root() {
-    assert_root_test_process();
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let user = LocalUser::create_with(&["--user-group", "--groups", "root"]);
     assert_ne!(user.account.gid, 0);
     assert!(user.account.groups.contains(&0), "{:?}", user.account);
@@ -604,7 +634,9 @@ fn impersonation_refuses_an_account_in_the_supplementary_group_root() {
 
 #[test]
 fn impersonation_does_not_map_peers_to_system_accounts() {
-    assert_root_test_process();
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     // `useradd --system` picks a uid below UID_MIN (1000 in the login.defs of CI).
     let system = LocalUser::create_with(&["--user-group", "--system"]);
     assert!(system.uid < 1000, "{:?}", system.account);
@@ -634,7 +666,9 @@ fn impersonation_does_not_map_peers_to_system_accounts() {
 
 #[test]
 fn impersonation_maps_a_system_account_only_by_a_rule_that_allows_it() {
-    assert_root_test_process();
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let system = LocalUser::create_with(&["--user-group", "--system"]);
     let scratch = Scratch::new();
     let peer = peer_of(&system);
@@ -690,7 +724,9 @@ fn impersonation_with_secbit_no_setuid_fixup_is_refused_and_changes_nothing() {
     // With SECBIT_NO_SETUID_FIXUP the kernel no longer drops CAP_DAC_OVERRIDE and the
     // other file-system capabilities when the fsuid leaves 0: the "peer" would read
     // anything. Securebits are per-thread credentials, so a thread of its own sets it.
-    assert_root_test_process();
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let user = LocalUser::create();
     let scratch = Scratch::new();
     let account = user.account.clone();
@@ -740,7 +776,9 @@ fn impersonation_by_a_non_root_server_with_file_capabilities_is_refused() {
     if let Ok(target) = std::env::var(CHILD_TARGET) {
         return non_root_with_capabilities_child(&target);
     }
-    assert_root_test_process();
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     // A server that runs as `nobody` with CAP_SETUID, CAP_SETGID and CAP_DAC_OVERRIDE
     // (e.g. systemd's AmbientCapabilities=): the kernel drops file-system capabilities
     // only when the fsuid leaves 0, so the impersonating thread would keep them.
@@ -753,12 +791,11 @@ fn impersonation_by_a_non_root_server_with_file_capabilities_is_refused() {
         .arg(format!("--ambient-caps={caps}"))
         .arg("--")
         .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
+        .arg("--exact")
+        .arg(test_name(
             "impersonation_by_a_non_root_server_with_file_capabilities_is_refused",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        ))
+        .args(["--nocapture", "--test-threads=1"])
         .env(CHILD_TARGET, target)
         .output()
         .expect("run setpriv (util-linux)");
@@ -809,7 +846,9 @@ fn non_root_with_capabilities_child(target: &str) {
 
 #[test]
 fn impersonation_account_names_match_exactly() {
-    assert_root_test_process();
+    if !require_root(NEEDS_ROOT) {
+        return;
+    }
     let user = LocalUser::create();
     for spelling in [user.name.to_uppercase(), format!("{} ", user.name)] {
         match LocalAccount::lookup(&spelling) {

@@ -4,7 +4,7 @@
 //! let through. Every peer is real and on loopback: secsock sockets, plain std TCP clients
 //! and servers that record what they received, and an active relay in the middle.
 
-mod support;
+use crate::support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};

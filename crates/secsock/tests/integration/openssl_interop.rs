@@ -1,7 +1,7 @@
 //! Interoperability with real OpenSSL peers (`openssl s_client` / `s_server`) and with
 //! certificates made by the `openssl` command-line tools.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::path::Path;

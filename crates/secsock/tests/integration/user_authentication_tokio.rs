@@ -4,7 +4,7 @@
 //! API against the other.
 #![cfg(feature = "tokio")]
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

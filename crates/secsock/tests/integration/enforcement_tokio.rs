@@ -5,7 +5,7 @@
 //! record what they received.
 #![cfg(feature = "tokio")]
 
-mod support;
+use crate::support;
 
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -1,7 +1,7 @@
 //! Smoke test of the async front end (the full suite is in tokio_api.rs).
 #![cfg(feature = "tokio")]
 
-mod support;
+use crate::support;
 
 use secsock::tokio::SecureSocket;
 use secsock::{Domain, PeerTargetName, SecuritySettings};

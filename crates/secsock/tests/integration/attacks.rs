@@ -4,7 +4,7 @@
 //! model") lists them with the defence each one covers. (Slow and silent peers, item 6, are
 //! in `slow_peers.rs`; user authentication and impersonation attacks beside those features.)
 
-mod support;
+use crate::support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
@@ -502,6 +502,7 @@ fn refused_client(
 // The async front end: items 8, 9 and 11 again (the decisions are shared; the moving of
 // bytes, the peek and the linger are each front end's own).
 
+#[cfg(feature = "tokio")]
 mod async_front_end {
     use super::*;
     use support::async_enforcement_fixtures::*;

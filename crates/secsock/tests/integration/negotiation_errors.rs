@@ -1,10 +1,11 @@
 //! Every way securing a connection can fail has its own `NegotiationError`, on the side
 //! that can tell, and nothing of the application's crosses in clear.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -51,12 +52,16 @@ fn a_server_that_answers_in_clear_does_not_speak_tls() {
         .platform();
     let plain = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let addr = plain.local_addr().unwrap();
-    thread::spawn(move || {
+    // It answers, and keeps the connection open until the client has given up.
+    let (done, until_done) = mpsc::channel::<()>();
+    let server = thread::spawn(move || {
         let (mut s, _) = plain.accept().unwrap();
         let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
-        thread::sleep(Duration::from_millis(500));
+        let _ = until_done.recv_timeout(Duration::from_secs(10));
     });
     let err = connect(&client, "server.example.test", addr).unwrap_err();
+    drop(done);
+    server.join().unwrap();
     assert!(
         matches!(err.negotiation(), Some(NegotiationError::PeerNotTls { .. })),
         "{err}"
@@ -120,14 +125,17 @@ fn a_silent_server_times_out_at_the_policys_handshake_timeout() {
         .platform();
     let silent = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let addr = silent.local_addr().unwrap();
+    // It accepts and says nothing until the client has given up (10 s at most).
+    let (done, until_done) = mpsc::channel::<()>();
     let hold = thread::spawn(move || {
         let (s, _) = silent.accept().unwrap();
-        thread::sleep(Duration::from_secs(3));
+        let _ = until_done.recv_timeout(Duration::from_secs(10));
         drop(s);
     });
     let started = Instant::now();
     let err = connect(&client, "server.example.test", addr).unwrap_err();
     let took = started.elapsed();
+    drop(done);
     match err.negotiation() {
         Some(NegotiationError::Timeout { after }) => assert_eq!(*after, Duration::from_millis(300)),
         other => panic!("expected a timeout, got {other:?} ({err})"),
@@ -154,17 +162,9 @@ fn a_connect_that_gets_no_answer_times_out_at_the_policys_handshake_timeout() {
         .unwrap();
     full.listen(0).unwrap();
     let addr = full.local_addr().unwrap().as_socket().unwrap();
-    // Fill the accept queue (never accepted); later SYNs are dropped.
-    let fillers: Vec<socket2::Socket> = (0..4)
-        .map(|_| {
-            let s =
-                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-            s.set_nonblocking(true).unwrap();
-            let _ = s.connect(&addr.into());
-            s
-        })
-        .collect();
-    thread::sleep(Duration::from_millis(100));
+    // Fill the accept queue (one connection, never accepted; connect returns once it is
+    // queued); later SYNs are dropped.
+    let filler = TcpStream::connect(addr).unwrap();
     let started = Instant::now();
     let err = connect(&client, "server.example.test", addr).unwrap_err();
     let took = started.elapsed();
@@ -177,7 +177,7 @@ fn a_connect_that_gets_no_answer_times_out_at_the_policys_handshake_timeout() {
         took >= Duration::from_millis(290) && took < Duration::from_millis(900),
         "gave up after {took:?}, not at the 300 ms handshake timeout"
     );
-    drop(fillers);
+    drop(filler);
 }
 
 /// The blocking listener's handshake meets its deadline against a client that sends its

@@ -3,7 +3,7 @@
 //! against the other, against the blocking API, and against real OpenSSL peers.
 #![cfg(feature = "tokio")]
 
-mod support;
+use crate::support;
 
 use std::io::{IoSlice, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener};
@@ -786,7 +786,7 @@ async fn payload_never_appears_in_clear_and_the_first_byte_is_a_handshake_record
     stream.read_to_end(&mut back).await.unwrap();
     assert_eq!(back.len(), secret.len() * 50);
     stream.close().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    relay.wait_idle(); // blocks this thread, not the runtime's workers
 
     let up = relay.to_server.lock().unwrap().clone();
     let down = relay.to_client.lock().unwrap().clone();
@@ -895,9 +895,11 @@ async fn a_silent_server_times_out_at_the_policys_handshake_timeout() {
         .platform();
     let silent = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let addr = silent.local_addr().unwrap();
+    // It accepts and says nothing until the client has given up (10 s at most).
+    let (done, until_done) = std::sync::mpsc::channel::<()>();
     let hold = std::thread::spawn(move || {
         let (s, _) = silent.accept().unwrap();
-        std::thread::sleep(Duration::from_secs(2));
+        let _ = until_done.recv_timeout(Duration::from_secs(10));
         drop(s);
     });
     let started = Instant::now();
@@ -905,6 +907,7 @@ async fn a_silent_server_times_out_at_the_policys_handshake_timeout() {
         .await
         .unwrap_err();
     let took = started.elapsed();
+    drop(done);
     match err.negotiation() {
         Some(NegotiationError::Timeout { after }) => assert_eq!(*after, Duration::from_millis(300)),
         other => panic!("expected a timeout, got {other:?} ({err})"),
@@ -943,10 +946,15 @@ async fn a_connect_the_peer_never_answers_times_out_at_the_handshake_timeout() {
         "precondition: a connect to the full listener hangs"
     );
     drop(probe);
-    // Empty the queue after 2 s: a connect that blocks its thread (the failure this test
-    // looks for) then ends at the next SYN retransmission instead of hanging the test.
+    // Empty the queue if the connect has not returned after 2 s: a connect that blocks its
+    // thread (the failure this test looks for) then ends at the next SYN retransmission
+    // instead of hanging the test. A connect that returns in time ends this at once.
+    let (returned, connect_returned) = std::sync::mpsc::channel::<()>();
     let release = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(2));
+        use std::sync::mpsc::RecvTimeoutError::Timeout;
+        if connect_returned.recv_timeout(Duration::from_secs(2)) != Err(Timeout) {
+            return;
+        }
         full.set_nonblocking(true).unwrap();
         let until = Instant::now() + Duration::from_secs(4);
         let mut accepted = Vec::new();
@@ -954,7 +962,10 @@ async fn a_connect_the_peer_never_answers_times_out_at_the_handshake_timeout() {
             if let Ok(conn) = full.accept() {
                 accepted.push(conn);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            // Polls the queue every 20 ms until the connect returned.
+            if connect_returned.recv_timeout(Duration::from_millis(20)) != Err(Timeout) {
+                return;
+            }
         }
     });
 
@@ -963,6 +974,7 @@ async fn a_connect_the_peer_never_answers_times_out_at_the_handshake_timeout() {
         .await
         .unwrap_err();
     let took = started.elapsed();
+    drop(returned);
     assert!(
         took < Duration::from_secs(1),
         "connect took {took:?} against a handshake timeout of 300ms ({err})"

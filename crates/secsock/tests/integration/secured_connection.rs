@@ -1,7 +1,7 @@
 //! secsock client <-> secsock server over real TCP on loopback: both identities proven,
 //! data of every size arrives intact, closes are clean, truncation is an error.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
@@ -364,8 +364,14 @@ fn a_read_timeout_set_after_the_handshake_fires() {
     let client = domain
         .host("client", &[San::Dns("client.example.test")])
         .platform();
-    let srv = serve(server.platform(), |stream| {
-        thread::sleep(Duration::from_secs(3));
+    // The server stays silent until the test is done (drops `done`), 10 s at most.
+    let (done, until_done) = std::sync::mpsc::channel::<()>();
+    let until_done = std::sync::Mutex::new(until_done);
+    let srv = serve(server.platform(), move |stream| {
+        let _ = until_done
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(10));
         drop(stream);
     });
     let mut stream = connect(&client, "server.example.test", srv.addr).unwrap();
@@ -387,4 +393,5 @@ fn a_read_timeout_set_after_the_handshake_fires() {
         took >= Duration::from_millis(140) && took < Duration::from_secs(1),
         "{took:?}"
     );
+    drop(done);
 }
