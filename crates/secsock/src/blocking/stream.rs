@@ -20,13 +20,12 @@ use std::time::{Duration, Instant};
 use crate::blocking::deadline::{
     HandshakeDeadline, HandshakeWriter, LeftWriteTimeout, SocketWriter,
 };
+use crate::core::drain::Drain;
 use crate::core::readahead::ReadAhead;
-use crate::core::session::{
-    refusal_worth_lingering, Clear, Link, Need, Session, REFUSAL_DRAIN, REFUSAL_LINGER,
-};
+use crate::core::session::{Clear, Link, Need, Session};
 use crate::core::user_auth::{UserAuth, UserNeed};
 use crate::error::Error;
-use crate::impersonate::{ImpersonationError, ImpersonationGuard};
+use crate::impersonate::{account_for_peer, ImpersonationError, ImpersonationGuard};
 use crate::info::SecurityInfo;
 use crate::settings::UserCredentials;
 
@@ -94,32 +93,21 @@ pub(crate) fn drive_handshake(
 
 /// Ends a connection refused while it was being secured so that the peer learns why: the
 /// alert (or FAILURE frame) was written; now the write side is shut down (the peer reads
-/// the alert, then the end) and what the peer still sends is read and discarded, at most
-/// [`REFUSAL_DRAIN`] bytes for [`REFUSAL_LINGER`], until it closes. Closing with unread
-/// input instead would make the kernel send a reset that can destroy the alert.
+/// the alert, then the end) and what the peer still sends is discarded (see
+/// [`Drain`]). Nothing is done when the refusal left the peer nothing to learn.
 pub(crate) fn linger_after_refusal(socket: &TcpStream, error: &Error) {
-    if !refusal_worth_lingering(error) {
-        return;
+    if let Some(drain) = Drain::after_refusal(error, Instant::now()) {
+        let _ = socket.shutdown(Shutdown::Write);
+        drain_socket(socket, drain);
     }
-    let _ = socket.shutdown(Shutdown::Write);
-    let deadline = Instant::now() + REFUSAL_LINGER;
+}
+
+/// Reads and discards from `socket` as `drain` says.
+fn drain_socket(mut socket: &TcpStream, mut drain: Drain) {
     let mut scratch = [0u8; 4096];
-    let mut drained = 0;
-    while drained < REFUSAL_DRAIN {
-        let Some(left) = deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-        else {
+    while let Some(left) = drain.wait(Instant::now()) {
+        if socket.set_read_timeout(Some(left)).is_err() || !drain.read(socket.read(&mut scratch)) {
             return;
-        };
-        if socket.set_read_timeout(Some(left)).is_err() {
-            return;
-        }
-        match (&mut &*socket).read(&mut scratch) {
-            Ok(0) => return,
-            Ok(n) => drained += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return,
         }
     }
 }
@@ -262,7 +250,11 @@ impl SecureStream {
     /// rule does not allow) or the thread would keep file-system capabilities (see
     /// [`crate::impersonate`]).
     pub fn impersonate_peer(&self) -> Result<ImpersonationGuard, ImpersonationError> {
-        ImpersonationGuard::begin(&self.link.impersonation_account()?)
+        let (rules, names) = self
+            .link
+            .impersonation_request()
+            .ok_or(ImpersonationError::NoIdentity)?;
+        ImpersonationGuard::begin(&account_for_peer(rules, &names)?)
     }
 
     /// How many TLS KeyUpdates this side has started because of the crypto policy's
@@ -332,20 +324,10 @@ impl SecureStream {
     /// in flight. Data the peer sends meanwhile is discarded.
     pub fn close(mut self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)?;
-        let deadline = Instant::now() + self.link.linger();
-        let mut scratch = [0u8; 4096];
-        while let Some(left) = deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-        {
-            self.set_read_timeout(Some(left))?;
-            match self.socket.read(&mut scratch) {
-                Ok(0) => break,
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            }
-        }
+        drain_socket(
+            &self.socket,
+            Drain::after_close(self.link.linger(), Instant::now()),
+        );
         Ok(())
     }
 }

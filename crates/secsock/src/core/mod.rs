@@ -5,6 +5,7 @@
 
 pub(crate) mod admission;
 pub(crate) mod connect;
+pub(crate) mod drain;
 pub mod fallback;
 pub mod handshakes;
 pub(crate) mod readahead;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rustls::{ClientConnection, Connection, HandshakeKind, ServerConnection};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
+use crate::accounts::AccountRule;
 use crate::core::tls::{ConnectionTickets, CryptoContext};
 use crate::error::{Error, NegotiationError, Peer};
 use crate::info::{Id128, InfoFlags, KeyExchange, PeerIdentity, ProofMethod, SecurityInfo};
@@ -73,14 +74,12 @@ impl Clear {
 }
 
 impl Link {
-    /// The local account to act as the peer (see [`Session::impersonation_account`]); a
-    /// connection in clear text has proven nobody.
-    pub(crate) fn impersonation_account(
-        &self,
-    ) -> Result<crate::impersonate::LocalAccount, crate::impersonate::ImpersonationError> {
+    /// What acting as the peer maps (see [`Session::impersonation_request`]); a connection
+    /// in clear text has proven nobody (`None`).
+    pub(crate) fn impersonation_request(&self) -> Option<(&[AccountRule], Vec<String>)> {
         match self {
-            Link::Tls(session) => session.impersonation_account(),
-            Link::Clear(_) => Err(crate::impersonate::ImpersonationError::NoIdentity),
+            Link::Tls(session) => Some(session.impersonation_request()),
+            Link::Clear(_) => None,
         }
     }
 
@@ -423,22 +422,12 @@ impl Session {
         }
     }
 
-    /// The local account to act as the peer: its application identity's names if it
-    /// proved one, else its machine identity's, mapped through the policy's
-    /// `[[accounts]]`.
-    pub(crate) fn impersonation_account(
-        &self,
-    ) -> Result<crate::impersonate::LocalAccount, crate::impersonate::ImpersonationError> {
-        crate::impersonate::account_for_peer(&self.ctx.users.accounts, &self.impersonation_names())
-    }
-
-    /// The names [`Session::impersonation_account`] maps, with the rules it maps them by:
-    /// for mapping on another thread (the name-service lookups may block).
-    #[cfg(feature = "tokio")]
-    pub(crate) fn impersonation_request(
-        &self,
-    ) -> (Vec<crate::impersonate::AccountRule>, Vec<String>) {
-        (self.ctx.users.accounts.clone(), self.impersonation_names())
+    /// What acting as the peer maps: the policy's `[[accounts]]` rules, and the peer's names
+    /// (its application identity's if it proved one, else its machine identity's). The
+    /// front end looks the account up and becomes it (`impersonate`), where blocking on
+    /// the name service is allowed.
+    pub(crate) fn impersonation_request(&self) -> (&[AccountRule], Vec<String>) {
+        (&self.ctx.users.accounts, self.impersonation_names())
     }
 
     /// The peer's names to map for impersonation: its application identity's if it proved
@@ -667,27 +656,6 @@ fn system_time(unix: i64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(unix as u64)
     } else {
         UNIX_EPOCH - Duration::from_secs(unix.unsigned_abs())
-    }
-}
-
-/// How long a side that refused its peer during the handshake keeps reading (and
-/// discarding) what the peer still sends before it closes: closing a TCP socket with unread
-/// input makes the kernel send a reset, which can destroy the alert that says why before
-/// the peer reads it.
-pub(crate) const REFUSAL_LINGER: Duration = Duration::from_secs(1);
-
-/// The most a refusing side reads from its peer while it lingers: a peer that keeps
-/// sending gets its reset, and the refusing side its resources back.
-pub(crate) const REFUSAL_DRAIN: usize = 64 * 1024;
-
-/// Whether a failure to secure a connection leaves the peer something to learn (an alert
-/// or a FAILURE frame was sent) and a socket worth lingering on: not when it timed out or
-/// the socket itself failed.
-pub(crate) fn refusal_worth_lingering(error: &Error) -> bool {
-    match error {
-        Error::Negotiation(NegotiationError::Timeout { .. }) => false,
-        Error::Negotiation(_) => true,
-        _ => false,
     }
 }
 

@@ -179,6 +179,54 @@ impl CertificateNames {
         }
     }
 
+    /// Whether these names prove `name` (see [`PrincipalName::is_proven_by`]).
+    pub(super) fn proves(&self, name: &PrincipalName) -> bool {
+        match name {
+            PrincipalName::Spn(spn) => self.proves_spn(spn),
+            PrincipalName::Dns(name) => {
+                // `server.example.test` means `host/server.example.test`.
+                self.dns.iter().any(|san| name.matches_san(san))
+                    || (!name.is_wildcard()
+                        && self.stated_spns().any(|spn| {
+                            spn.service_class == "host"
+                                && matches!(&spn.host, Host::Dns(host) if host == name)
+                                && spn.port.is_none()
+                                && spn.service_name.is_none()
+                        }))
+            }
+            PrincipalName::Ip(ip) => self.ips.contains(ip),
+            // X509-SVID: a certificate proves a SPIFFE ID only with exactly one URI SAN.
+            PrincipalName::Spiffe(id) => match self.uris.as_slice() {
+                [uri] => SpiffeId::parse(uri, true).is_ok_and(|stated| stated == *id),
+                _ => false,
+            },
+            // Only a user certificate proves a user (see `user_certificate`).
+            PrincipalName::User(user) => {
+                self.user_certificate
+                    && (self
+                        .emails
+                        .iter()
+                        .chain(&self.upns)
+                        .any(|address| user.matches_address(address))
+                        || self.kerberos.iter().any(|p| user.matches_kerberos(p)))
+            }
+        }
+    }
+
+    fn proves_spn(&self, spn: &Spn) -> bool {
+        // A DNS SAN proves the host for every service, port and realm.
+        let by_host = match &spn.host {
+            Host::Dns(name) => self.dns.iter().any(|san| name.matches_san(san)),
+            Host::Ip(ip) => self.ips.contains(ip),
+        };
+        by_host || self.stated_spns().any(|stated| spn.is_stated_by(&stated))
+    }
+
+    /// The SPNs the Kerberos principal name SANs state.
+    fn stated_spns(&self) -> impl Iterator<Item = Spn> + '_ {
+        self.kerberos.iter().filter_map(Spn::from_kerberos)
+    }
+
     /// What this certificate proves, in canonical form: DNS SANs as DNS names (wildcard
     /// patterns kept; ASCII only), IP SANs as IP addresses, the URI SAN as a SPIFFE ID
     /// (when it is the only URI SAN and a valid one), Kerberos principal SANs of two or

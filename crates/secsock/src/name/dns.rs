@@ -8,8 +8,7 @@
 
 use std::fmt;
 
-use super::spn::Origin;
-use super::{code_point, shown};
+use super::{code_point, shown, Origin};
 
 /// Longest DNS name, in octets, without the trailing dot (RFC 1035).
 pub(super) const MAX_DNS_NAME_LEN: usize = 253;

@@ -109,28 +109,17 @@ impl PrincipalName {
     /// Whether a certificate presenting `cert` proves this name. The certificate's chain
     /// must have been validated separately.
     pub fn is_proven_by(&self, cert: &CertificateNames) -> bool {
-        match self {
-            PrincipalName::Spn(spn) => spn.is_proven_by(cert),
-            PrincipalName::Dns(name) => {
-                // `server.example.test` means `host/server.example.test`.
-                cert.dns.iter().any(|san| name.matches_san(san))
-                    || (!name.is_wildcard()
-                        && cert
-                            .kerberos
-                            .iter()
-                            .filter_map(Spn::from_kerberos)
-                            .any(|spn| {
-                                spn.service_class == "host"
-                                    && matches!(&spn.host, Host::Dns(host) if host == name)
-                                    && spn.port.is_none()
-                                    && spn.service_name.is_none()
-                            }))
-            }
-            PrincipalName::Ip(ip) => cert.ips.contains(ip),
-            PrincipalName::Spiffe(id) => id.is_proven_by(cert),
-            PrincipalName::User(user) => user.is_proven_by(cert),
-        }
+        cert.proves(self)
     }
+}
+
+/// Where a name comes from, which decides how a DNS name in it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Given by the application: IDNA maps internationalized names to A-labels.
+    Target,
+    /// Read from a certificate: ASCII only, compared as such.
+    Certificate,
 }
 
 impl fmt::Display for PrincipalName {

@@ -5,7 +5,6 @@
 
 use std::fmt;
 
-use super::certificate::CertificateNames;
 use super::{shown, strip_prefix_ignore_case};
 
 /// Longest SPIFFE ID, in bytes (SPIFFE ID specification).
@@ -63,14 +62,6 @@ impl SpiffeId {
             trust_domain,
             path: path.to_string(),
         })
-    }
-
-    /// X509-SVID: a certificate proves a SPIFFE ID only with exactly one URI SAN.
-    pub(super) fn is_proven_by(&self, cert: &CertificateNames) -> bool {
-        match cert.uris.as_slice() {
-            [uri] => SpiffeId::parse(uri, true).is_ok_and(|stated| stated == *self),
-            _ => false,
-        }
     }
 }
 

@@ -8,11 +8,10 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::certificate::CertificateNames;
 use super::dns::DnsName;
 use super::ip::parse_ipv6_in_brackets;
 use super::san::KerberosPrincipal;
-use super::shown;
+use super::{shown, Origin};
 
 /// A service principal name, `service/host[:port][/service-name][@REALM]`.
 ///
@@ -110,27 +109,18 @@ impl Spn {
         }
     }
 
-    pub(super) fn is_proven_by(&self, cert: &CertificateNames) -> bool {
-        // A DNS SAN proves the host for every service, port and realm.
-        let by_host = match &self.host {
-            Host::Dns(name) => cert.dns.iter().any(|san| name.matches_san(san)),
-            Host::Ip(ip) => cert.ips.contains(ip),
-        };
-        by_host
-            || cert
-                .kerberos
-                .iter()
-                .filter_map(Spn::from_kerberos)
-                .any(|stated| {
-                    stated.service_class == self.service_class
-                        && stated.host == self.host
-                        && stated.port == self.port
-                        && stated.service_name == self.service_name
-                        && self
-                            .realm
-                            .as_ref()
-                            .is_none_or(|realm| stated.realm.as_ref() == Some(realm))
-                })
+    /// Whether `stated`, an SPN a certificate states (in a Kerberos principal name SAN),
+    /// is this one: the same service, host, port and service name, and the realm when this
+    /// SPN names one.
+    pub(super) fn is_stated_by(&self, stated: &Spn) -> bool {
+        stated.service_class == self.service_class
+            && stated.host == self.host
+            && stated.port == self.port
+            && stated.service_name == self.service_name
+            && self
+                .realm
+                .as_ref()
+                .is_none_or(|realm| stated.realm.as_ref() == Some(realm))
     }
 }
 
@@ -171,15 +161,6 @@ impl fmt::Display for Host {
             Host::Ip(ip) => ip.fmt(f),
         }
     }
-}
-
-/// Where a name comes from, which decides how a DNS name in it is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Origin {
-    /// Given by the application: IDNA maps internationalized names to A-labels.
-    Target,
-    /// Read from a certificate: ASCII only, compared as such.
-    Certificate,
 }
 
 /// Parses an SPN's `host[:port]`: a DNS name, an IPv4 address, a bracketed IPv6 address,

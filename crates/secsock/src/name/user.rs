@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use super::certificate::CertificateNames;
+use super::san::KerberosPrincipal;
 use super::{code_point, shown};
 
 /// A user principal, `user:NAME@DOMAIN`: the application (user) identity, proven by the
@@ -57,18 +57,11 @@ impl UserPrincipal {
         })
     }
 
-    /// Only a user certificate proves a user (see [`CertificateNames::user_certificate`]).
-    pub(super) fn is_proven_by(&self, cert: &CertificateNames) -> bool {
-        cert.user_certificate
-            && (cert
-                .emails
-                .iter()
-                .chain(&cert.upns)
-                .any(|address| self.matches_address(address))
-                || cert.kerberos.iter().any(|principal| {
-                    matches!(principal.components.as_slice(), [name] if *name == self.name)
-                        && principal.realm.eq_ignore_ascii_case(&self.domain)
-                }))
+    /// Whether a Kerberos principal name SAN (`name@REALM`, one component) states this
+    /// user.
+    pub(super) fn matches_kerberos(&self, principal: &KerberosPrincipal) -> bool {
+        matches!(principal.components.as_slice(), [name] if *name == self.name)
+            && principal.realm.eq_ignore_ascii_case(&self.domain)
     }
 }
 

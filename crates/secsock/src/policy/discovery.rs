@@ -7,10 +7,8 @@ use std::fs;
 use std::io;
 use std::path::PathBuf;
 
+use super::error::FROM_ENV;
 use super::{Policy, PolicyError, PolicyErrorKind};
-
-/// The `why` of the `$SECSOCK_POLICY` discovery candidate.
-pub(super) const FROM_ENV: &str = "$SECSOCK_POLICY";
 
 impl Policy {
     /// Finds the policy file the way an application without an explicit path does, and
@@ -91,25 +89,6 @@ fn discover_in(candidates: &[(PathBuf, &'static str)]) -> Result<Policy, PolicyE
             looked_in: candidates.to_vec(),
         },
     ))
-}
-
-pub(super) fn not_found_message(looked_in: &[(PathBuf, &'static str)]) -> String {
-    if let [(path, FROM_ENV)] = looked_in {
-        return format!(
-            "$SECSOCK_POLICY names {}, which does not exist; correct or unset $SECSOCK_POLICY, \
-             or create a policy with `secsock init`",
-            path.display()
-        );
-    }
-    let places: Vec<String> = looked_in
-        .iter()
-        .map(|(path, why)| format!("{} ({why})", path.display()))
-        .collect();
-    format!(
-        "no secsock policy file found; looked in: {}; create one with `secsock init`, \
-         or name one with $SECSOCK_POLICY",
-        places.join(", ")
-    )
 }
 
 #[cfg(test)]

@@ -5,8 +5,6 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use super::discovery::not_found_message;
-
 /// Why a policy could not be loaded: where (file, line, key) and what ([`PolicyErrorKind`]).
 ///
 /// Displayed as `FILE:LINE: KEY: MESSAGE`, with the parts that are known, e.g.
@@ -166,6 +164,29 @@ fn expected_list(expected: &[String]) -> String {
     } else {
         format!(" (expected one of: {})", expected.join(", "))
     }
+}
+
+/// The `why` of the `$SECSOCK_POLICY` discovery candidate.
+pub(super) const FROM_ENV: &str = "$SECSOCK_POLICY";
+
+/// [`PolicyErrorKind::NotFound`]'s message: every place discovery looked in, with why.
+pub(super) fn not_found_message(looked_in: &[(PathBuf, &'static str)]) -> String {
+    if let [(path, FROM_ENV)] = looked_in {
+        return format!(
+            "$SECSOCK_POLICY names {}, which does not exist; correct or unset $SECSOCK_POLICY, \
+             or create a policy with `secsock init`",
+            path.display()
+        );
+    }
+    let places: Vec<String> = looked_in
+        .iter()
+        .map(|(path, why)| format!("{} ({why})", path.display()))
+        .collect();
+    format!(
+        "no secsock policy file found; looked in: {}; create one with `secsock init`, \
+         or name one with $SECSOCK_POLICY",
+        places.join(", ")
+    )
 }
 
 #[cfg(test)]

@@ -41,12 +41,11 @@ use ::tokio::task::JoinSet;
 
 use crate::core::admission::{Accept, AcceptStep, Admission, SourceSlot};
 use crate::core::connect::Plan;
+use crate::core::drain::Drain;
 use crate::core::fallback::CLEAR_TEXT_WAIT;
 use crate::core::readahead::ReadAhead;
 use crate::core::session::Session;
-use crate::core::session::{
-    negotiation_io_error, refusal_worth_lingering, Clear, Link, Need, REFUSAL_DRAIN, REFUSAL_LINGER,
-};
+use crate::core::session::{negotiation_io_error, Clear, Link, Need};
 use crate::core::user_auth::{UserAuth, UserNeed};
 use crate::error::Peer;
 use crate::error::{Error, NegotiationError};
@@ -539,22 +538,19 @@ async fn drive_handshake(
 /// Ends a connection refused while it was being secured so that the peer learns why; see
 /// the blocking `linger_after_refusal`.
 async fn linger_after_refusal(io: &mut TcpStream, error: &Error) {
-    use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
-    if !refusal_worth_lingering(error) {
-        return;
+    if let Some(drain) = Drain::after_refusal(error, Instant::now()) {
+        let _ = ::tokio::io::AsyncWriteExt::shutdown(io).await;
+        drain_socket(io, drain).await;
     }
-    let _ = io.shutdown().await;
+}
+
+/// Reads and discards from `io` as `drain` says.
+async fn drain_socket(io: &mut TcpStream, mut drain: Drain) {
     let mut scratch = [0u8; 4096];
-    let mut drained = 0;
-    let drain = async {
-        while drained < REFUSAL_DRAIN {
-            match io.read(&mut scratch).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => drained += n,
-            }
-        }
-    };
-    let _ = ::tokio::time::timeout(REFUSAL_LINGER, drain).await;
+    let until = ::tokio::time::Instant::from_std(drain.until());
+    let reads =
+        async { while drain.read(::tokio::io::AsyncReadExt::read(io, &mut scratch).await) {} };
+    let _ = ::tokio::time::timeout_at(until, reads).await;
 }
 
 impl SecureStream {
@@ -666,7 +662,11 @@ impl SecureStream {
     /// that must run as the peer on one thread, never across an `.await` that may move
     /// the task to another thread. [`SecureStream::run_as_peer`] does that for you.
     pub fn impersonate_peer(&self) -> Result<ImpersonationGuard, ImpersonationError> {
-        ImpersonationGuard::begin(&self.link.impersonation_account()?)
+        let (rules, names) = self
+            .link
+            .impersonation_request()
+            .ok_or(ImpersonationError::NoIdentity)?;
+        ImpersonationGuard::begin(&crate::impersonate::account_for_peer(rules, &names)?)
     }
 
     /// What protects this connection and who the peer proved to be. A connection in clear
@@ -698,17 +698,8 @@ impl SecureStream {
     /// so that the kernel cannot reset the connection and lose data in flight.
     pub async fn close(mut self) -> io::Result<()> {
         poll_fn(|cx| Pin::new(&mut self).poll_shutdown(cx)).await?;
-        let linger = self.link.linger();
-        let mut scratch = [0u8; 4096];
-        let drain = async {
-            loop {
-                match ::tokio::io::AsyncReadExt::read(&mut self.io, &mut scratch).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => continue,
-                }
-            }
-        };
-        let _ = ::tokio::time::timeout(linger, drain).await;
+        let drain = Drain::after_close(self.link.linger(), Instant::now());
+        drain_socket(&mut self.io, drain).await;
         Ok(())
     }
 }
@@ -901,10 +892,11 @@ impl SecureStream {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let (rules, names) = match &self.link {
-            Link::Tls(session) => session.impersonation_request(),
-            Link::Clear(_) => return Err(ImpersonationError::NoIdentity),
-        };
+        let (rules, names) = self
+            .link
+            .impersonation_request()
+            .ok_or(ImpersonationError::NoIdentity)?;
+        let rules = rules.to_vec();
         crate::impersonate::thread_may_spawn()?;
         let ran = ::tokio::task::spawn_blocking(move || {
             // A pool thread started by an impersonating thread would be the peer already,

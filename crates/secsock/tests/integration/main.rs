@@ -19,6 +19,7 @@ mod examples;
 mod expired_crls;
 mod impersonation;
 mod impersonation_e2e;
+mod layout;
 mod negotiation_errors;
 mod openssl_interop;
 mod resumption;
